@@ -1,0 +1,85 @@
+"""How one incarnation of an actor lives and ends: start, run, classify the exit, clean up."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import trio
+
+from ._actor import ActorRef, ActorState, Cell
+
+__all__ = ["Exit", "ExitReason", "live"]
+
+
+class ExitReason(enum.Enum):
+    NORMAL = "normal"  # run() returned by itself
+    SHUTDOWN = "shutdown"  # stopped on request, gracefully or by cancellation
+    CRASH = "crash"  # run() raised
+
+
+@dataclass(frozen=True, slots=True)
+class Exit:
+    reason: ExitReason
+    error: Exception | None = None
+
+
+async def live(
+    cell: Cell,
+    scope: trio.CancelScope,
+    *,
+    task_status: trio.TaskStatus[ActorRef] = trio.TASK_STATUS_IGNORED,
+) -> Exit:
+    """Run ``cell``'s actor inside ``scope`` until it ends, and say how it ended.
+
+    A failure before the actor has started is raised (the starter gets it); after that an
+    exception is a crash and is returned. Either way the cell is unregistered, monitors are
+    told, pending asks are failed and ``cell.done`` is set before this returns.
+    """
+    registry = cell.system.registry
+    registry.register(cell)
+    announced = False
+
+    def ready() -> None:
+        nonlocal announced
+        if not announced:
+            announced = True
+            task_status.started(cell.ref)
+
+    cell.ready = ready
+    cell.system.faults.attach(cell)
+    result = Exit(ExitReason.NORMAL)
+    try:
+        with scope:
+            await cell.actor.on_start()
+            if cell.state is ActorState.STARTING:
+                cell.state = ActorState.RUNNING
+            if not cell.actor.defer_started:
+                ready()
+            await cell.actor.run()
+    except Exception as exc:
+        if not announced:
+            _end(cell, Exit(ExitReason.CRASH, exc))
+            raise
+        result = Exit(ExitReason.CRASH, exc)
+    except BaseException:
+        _end(cell, Exit(ExitReason.SHUTDOWN))
+        raise
+    else:
+        if scope.cancelled_caught or cell.stop_requested.is_set():
+            result = Exit(ExitReason.SHUTDOWN)
+        elif not announced:
+            error = RuntimeError(f"{cell.path or '/'} returned before it started")
+            _end(cell, Exit(ExitReason.CRASH, error))
+            raise error
+    _end(cell, result)
+    return result
+
+
+def _end(cell: Cell, result: Exit) -> None:
+    cell.state = ActorState.STOPPED
+    cell.mailbox.close()
+    cell.system.faults.detach(cell)
+    cell.system.registry.unregister(cell, result)
+    cell.fail_pending(result.error or f"{cell.path or '/'} stopped ({result.reason.value})")
+    cell.done.set()

@@ -1,0 +1,251 @@
+"""A bounded mailbox with an explicit overflow policy.
+
+One consumer (the actor), any number of producers. Messages leave in the order they were
+accepted. A producer blocked by the ``block`` policy waits in a FIFO queue, and the consumer
+hands its message over when it takes one out, so a later ``put`` can never overtake an earlier
+blocked one: per-sender order and cross-sender order of arrival are both kept.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from ._errors import MailboxClosed, MailboxFull
+
+__all__ = ["DROP", "Mailbox", "MailboxStatistics", "Overflow"]
+
+
+class Overflow(enum.Enum):
+    """What happens to a message that arrives at a full mailbox."""
+
+    BLOCK = "block"  # the sender waits (tell_nowait raises MailboxFull)
+    DROP_NEWEST = "drop_newest"  # the arriving message is dropped
+    DROP_OLDEST = "drop_oldest"  # the oldest queued message is dropped to make room
+    CONFLATE = "conflate"  # one message per key: a newer one replaces the queued one in place
+    FAIL = "fail"  # the sender gets MailboxFull
+
+
+#: Returned by a receive hook to make the mailbox discard a message (fault injection).
+DROP: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxStatistics:
+    depth: int
+    capacity: int
+    processed: int
+    dropped: int
+    overflow: str
+
+
+class _BlockedPut:
+    __slots__ = ("delivered", "event", "message")
+
+    def __init__(self, message: Any) -> None:
+        self.message = message
+        self.event = trio.Event()
+        self.delivered = False
+
+
+class Mailbox:
+    """A bounded FIFO of messages for one actor.
+
+    ``key`` is required by the conflate policy: it maps a message to the key under which only
+    the newest message is kept. A conflated mailbox is full when it holds ``capacity`` distinct
+    keys; a message with a new key then behaves as under ``block``.
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        overflow: Overflow = Overflow.BLOCK,
+        *,
+        key: Callable[[Any], Hashable] | None = None,
+    ) -> None:
+        if capacity < 1:
+            raise ValueError(f"mailbox capacity must be at least 1, got {capacity}")
+        if (overflow is Overflow.CONFLATE) != (key is not None):
+            raise ValueError("the conflate policy needs a key function, and only it takes one")
+        self.capacity = capacity
+        self.overflow = overflow
+        self._key = key
+        self._items: deque[Any] = deque()
+        self._keyed: OrderedDict[Hashable, Any] = OrderedDict()
+        self._blocked: deque[_BlockedPut] = deque()
+        self._readable = trio.lowlevel.ParkingLot()
+        self._closed = False
+        self.processed = 0
+        self.dropped = 0
+        #: Called on every message taken out; set only while a fault is armed, so an
+        #: unarmed actor pays one attribute check per message.
+        self.receive_hook: Callable[[Any], Awaitable[Any]] | None = None
+
+    def __len__(self) -> int:
+        return len(self._keyed) if self._key is not None else len(self._items)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def statistics(self) -> MailboxStatistics:
+        return MailboxStatistics(
+            depth=len(self),
+            capacity=self.capacity,
+            processed=self.processed,
+            dropped=self.dropped,
+            overflow=self.overflow.value,
+        )
+
+    # -- producers ---------------------------------------------------------------------
+
+    def put_nowait(self, message: Any) -> bool:
+        """Offer a message without waiting; returns False when the policy dropped it.
+
+        Raises MailboxFull where the sender would have to wait (block) or the policy is fail,
+        and MailboxClosed once the actor is stopping.
+        """
+        if self._closed:
+            raise MailboxClosed("mailbox is closed")
+        if self._key is not None:
+            return self._put_keyed(message)
+        if len(self._items) < self.capacity and not self._blocked:
+            self._append(message)
+            return True
+        policy = self.overflow
+        if policy is Overflow.DROP_NEWEST:
+            self.dropped += 1
+            return False
+        if policy is Overflow.DROP_OLDEST:
+            self._items.popleft()
+            self.dropped += 1
+            self._append(message)
+            return True
+        raise MailboxFull(f"mailbox full ({self.capacity} messages, policy {policy.value})")
+
+    async def put(self, message: Any) -> bool:
+        """Deliver a message, waiting for room under the block (and conflate) policy."""
+        try:
+            accepted = self.put_nowait(message)
+        except MailboxFull:
+            if self.overflow is Overflow.FAIL:
+                raise
+        else:
+            await trio.lowlevel.checkpoint()
+            return accepted
+        waiter = _BlockedPut(message)
+        self._blocked.append(waiter)
+        try:
+            await waiter.event.wait()
+        except BaseException:
+            if not waiter.delivered:
+                self._blocked.remove(waiter)
+            raise
+        if not waiter.delivered:  # woken by close()
+            raise MailboxClosed("mailbox closed while waiting for room")
+        return True
+
+    def put_control(self, message: Any) -> None:
+        """Enqueue a runtime notice past capacity (only for notices bounded by other means)."""
+        if self._key is not None:
+            raise TypeError("control notices need a mailbox without conflation")
+        if not self._closed:
+            self._items.append(message)
+            self._readable.unpark()
+
+    def _put_keyed(self, message: Any) -> bool:
+        assert self._key is not None
+        key = self._key(message)
+        if key in self._keyed:
+            self._keyed[key] = message  # keeps its place in line
+            self.dropped += 1
+            return True
+        if len(self._keyed) >= self.capacity or self._blocked:
+            raise MailboxFull(f"mailbox full ({self.capacity} keys, policy conflate)")
+        self._append(message)
+        return True
+
+    def _append(self, message: Any) -> None:
+        if self._key is not None:
+            self._keyed[self._key(message)] = message
+        else:
+            self._items.append(message)
+        self._readable.unpark()
+
+    # -- the consumer ------------------------------------------------------------------
+
+    def get_nowait(self) -> Any:
+        """Take the next message; raises trio.WouldBlock when empty, MailboxClosed at the end."""
+        if self._key is not None:
+            if not self._keyed:
+                raise MailboxClosed("mailbox is closed") if self._closed else trio.WouldBlock
+            _, message = self._keyed.popitem(last=False)
+        else:
+            if not self._items:
+                raise MailboxClosed("mailbox is closed") if self._closed else trio.WouldBlock
+            message = self._items.popleft()
+        self.processed += 1
+        while self._blocked and len(self) < self.capacity:
+            waiter = self._blocked.popleft()
+            waiter.delivered = True
+            if self._key is not None:
+                self._put_keyed_unchecked(waiter.message)
+            else:
+                self._items.append(waiter.message)
+            waiter.event.set()
+        return message
+
+    def _put_keyed_unchecked(self, message: Any) -> None:
+        assert self._key is not None
+        key = self._key(message)
+        if key in self._keyed:
+            self.dropped += 1
+        self._keyed[key] = message
+
+    async def get(self) -> Any:
+        """Wait for the next message (after any armed receive hook has seen it)."""
+        while True:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            try:
+                message = self.get_nowait()
+            except trio.WouldBlock:
+                await self._readable.park()
+                continue
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            hook = self.receive_hook
+            if hook is not None:
+                message = await hook(message)
+                if message is DROP:
+                    continue
+            return message
+
+    def __aiter__(self) -> Mailbox:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            return await self.get()
+        except MailboxClosed:
+            raise StopAsyncIteration from None
+
+    def close(self) -> None:
+        """Refuse new messages; the consumer still drains what is queued, then iteration ends.
+
+        Senders blocked waiting for room get MailboxClosed.
+        """
+        self._closed = True
+        while self._blocked:
+            self._blocked.popleft().event.set()
+        self._readable.unpark_all()
+
+    def drain(self) -> list[Any]:
+        """Remove and return everything still queued (used when an actor has ended)."""
+        items = list(self._keyed.values()) if self._key is not None else list(self._items)
+        self._items.clear()
+        self._keyed.clear()
+        return items

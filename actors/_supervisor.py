@@ -1,0 +1,294 @@
+"""OTP-style supervisors on Trio nurseries.
+
+Theory of operation. A supervisor is an actor whose ``run()`` owns a nursery; each child runs
+in a task of that nursery inside its own cancel scope (see ``_lifecycle.live``). When a child
+ends, its task posts a control notice to the supervisor's mailbox, and the supervisor, in its
+one loop, decides: drop the child (temporary, or transient that ended normally) or restart it
+according to the strategy. Restarts are counted in a sliding window (intensity/period); one
+more than ``max_restarts`` within ``period_s`` makes the supervisor stop its children and
+raise SupervisorGaveUp, which its own parent sees as a crash of this supervisor. Children
+start in order and stop in reverse order; stopping is graceful (close the mailbox, wait up
+to the child's shutdown timeout), then cancels. All decisions happen in the supervisor's own
+task, so its state is never touched concurrently.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, cast
+
+import tenacity
+import trio
+
+from ._actor import Actor, ActorRef, ActorState, Cell
+from ._errors import NameTaken, NoSuchChild, SupervisorGaveUp
+from ._lifecycle import Exit, ExitReason, live
+
+__all__ = [
+    "ChildSpec",
+    "Restart",
+    "StartChild",
+    "StopChild",
+    "Strategy",
+    "Supervisor",
+    "WhichChildren",
+]
+
+#: A tenacity wait strategy: called with a retry state, returns seconds.
+Backoff = Callable[[tenacity.RetryCallState], float]
+
+
+class Strategy(enum.Enum):
+    ONE_FOR_ONE = "one_for_one"  # restart only the child that ended
+    ONE_FOR_ALL = "one_for_all"  # stop the others, restart all
+    REST_FOR_ONE = "rest_for_one"  # stop and restart the children started after it, and it
+
+
+class Restart(enum.Enum):
+    PERMANENT = "permanent"  # always restarted
+    TRANSIENT = "transient"  # restarted only after a crash
+    TEMPORARY = "temporary"  # never restarted
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    """How to make, restart and stop one child. ``factory`` makes a fresh actor each time."""
+
+    name: str
+    factory: Callable[[], Actor]
+    restart: Restart = Restart.PERMANENT
+    shutdown_timeout_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not self.name or "/" in self.name:
+            raise ValueError(f"a child name must be non-empty and without '/', got {self.name!r}")
+
+
+@dataclass(frozen=True)
+class StartChild:
+    spec: ChildSpec
+
+
+@dataclass(frozen=True)
+class StopChild:
+    name: str
+
+
+@dataclass(frozen=True)
+class WhichChildren:
+    pass
+
+
+@dataclass(frozen=True)
+class _ChildEnded:
+    child: _Child
+    cell: Cell
+    exit: Exit
+
+
+class _Child:
+    """The supervisor's slot for one child, which outlives the child's incarnations."""
+
+    __slots__ = ("cell", "last_error", "restarting", "restarts", "scope", "spec", "stopping")
+
+    def __init__(self, spec: ChildSpec) -> None:
+        self.spec = spec
+        self.cell: Cell | None = None
+        self.scope = trio.CancelScope()
+        self.restarts = 0
+        self.last_error: str | None = None
+        self.restarting = False
+        self.stopping = False
+
+    @property
+    def alive(self) -> bool:
+        return self.cell is not None and self.cell.state is not ActorState.STOPPED
+
+
+def _default_backoff() -> Backoff:
+    return cast(Backoff, tenacity.wait_exponential_jitter(initial=0.05, max=2.0, jitter=0.05))
+
+
+class Supervisor(Actor):
+    """Starts, watches and restarts its children. Supervisors nest."""
+
+    kind: ClassVar[str] = "supervisor"
+    mailbox_capacity: ClassVar[int] = 1024
+    defer_started: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        children: Sequence[ChildSpec] = (),
+        *,
+        strategy: Strategy = Strategy.ONE_FOR_ONE,
+        max_restarts: int = 3,
+        period_s: float = 5.0,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.strategy = strategy
+        self.max_restarts = max_restarts
+        self.period_s = period_s
+        self.backoff = backoff or _default_backoff()
+        self._initial = list(children)
+        self._children: list[_Child] = []
+        self._restart_times: deque[float] = deque()
+        self._nursery: trio.Nursery | None = None
+
+    # -- life ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            for spec in self._initial:
+                await self._add(spec)
+            self.started()
+            async for message in self.mailbox:
+                if type(message) is _ChildEnded:
+                    await self._child_ended(message)
+                else:
+                    await self.dispatch(message)
+            await self._stop_many(reversed(self._children))
+
+    async def receive(self, message: Any) -> Any:
+        if isinstance(message, StartChild):
+            return await self._add(message.spec)
+        if isinstance(message, StopChild):
+            child = self._find(message.name)
+            await self._stop(child)
+            self._children.remove(child)
+            return None
+        if isinstance(message, WhichChildren):
+            return [
+                (c.spec.name, c.cell.ref if c.cell and c.alive else None) for c in self._children
+            ]
+        return await super().receive(message)
+
+    # -- starting and stopping children -------------------------------------------------
+
+    def _find(self, name: str) -> _Child:
+        for child in self._children:
+            if child.spec.name == name:
+                return child
+        raise NoSuchChild(f"{self.path or '/'} has no child named {name!r}")
+
+    async def _add(self, spec: ChildSpec) -> ActorRef:
+        if any(c.spec.name == spec.name for c in self._children):
+            raise NameTaken(f"{self.path or '/'} already has a child named {spec.name!r}")
+        child = _Child(spec)
+        ref = await self._start(child)
+        self._children.append(child)
+        return ref
+
+    async def _start(self, child: _Child) -> ActorRef:
+        assert self._nursery is not None
+        path = f"{self.path}/{child.spec.name}" if self.path else child.spec.name
+        cell = Cell(child.spec.factory(), name=child.spec.name, path=path, system=self.system)
+        child.cell = cell
+        child.scope = trio.CancelScope()
+        child.restarting = False
+        return cast(ActorRef, await self._nursery.start(self._run_child, child, cell))
+
+    async def _run_child(
+        self, child: _Child, cell: Cell, *, task_status: trio.TaskStatus[ActorRef]
+    ) -> None:
+        result = await live(cell, child.scope, task_status=task_status)
+        if not child.stopping:
+            # A control notice: bounded by the number of children, so it may pass capacity.
+            self.mailbox.put_control(_ChildEnded(child, cell, result))
+
+    async def _stop(self, child: _Child) -> None:
+        """Stop gracefully, then cancel after the child's shutdown timeout."""
+        cell = child.cell
+        if cell is None or cell.done.is_set():
+            return
+        child.stopping = True
+        try:
+            cell.request_stop()
+            with trio.move_on_after(child.spec.shutdown_timeout_s):
+                await cell.done.wait()
+            if not cell.done.is_set():
+                child.scope.cancel()
+                await cell.done.wait()
+        finally:
+            child.stopping = False
+
+    async def _stop_many(self, children: Iterable[_Child]) -> None:
+        for child in list(children):
+            await self._stop(child)
+
+    # -- deciding what a child's end means ------------------------------------------------
+
+    async def _child_ended(self, notice: _ChildEnded) -> None:
+        child, result = notice.child, notice.exit
+        if child.cell is not notice.cell or child not in self._children:
+            return  # an incarnation we already replaced or removed
+        if result.error is not None:
+            child.last_error = f"{type(result.error).__name__}: {result.error}"
+        if not self._wants_restart(child, result):
+            self._children.remove(child)
+            return
+        now = trio.current_time()
+        while self._restart_times and self._restart_times[0] <= now - self.period_s:
+            self._restart_times.popleft()
+        if len(self._restart_times) >= self.max_restarts:
+            await self._stop_many(reversed(self._children))
+            raise SupervisorGaveUp(
+                f"{self.path or '/'}: more than {self.max_restarts} restarts within "
+                f"{self.period_s:g} s; last: {child.spec.name} ({result.reason.value})"
+            ) from result.error
+        self._restart_times.append(now)
+        group = self._restart_group(child)
+        siblings = [c for c in group if c is not child]
+        await self._stop_many(reversed(siblings))
+        for sibling in siblings:  # as in OTP, a temporary sibling stopped here is not restarted
+            if sibling.spec.restart is Restart.TEMPORARY:
+                self._children.remove(sibling)
+        group = [c for c in group if c in self._children]
+        for member in group:
+            member.restarting = True
+        await trio.sleep(self.restart_delay_s(len(self._restart_times)))
+        for member in group:
+            member.restarts += 1
+            await self._start(member)
+
+    @staticmethod
+    def _wants_restart(child: _Child, result: Exit) -> bool:
+        if child.spec.restart is Restart.PERMANENT:
+            return True
+        if child.spec.restart is Restart.TRANSIENT:
+            return result.reason is ExitReason.CRASH
+        return False
+
+    def _restart_group(self, child: _Child) -> list[_Child]:
+        if self.strategy is Strategy.ONE_FOR_ONE:
+            return [child]
+        if self.strategy is Strategy.ONE_FOR_ALL:
+            return list(self._children)
+        return self._children[self._children.index(child) :]
+
+    def restart_delay_s(self, attempt: int) -> float:
+        """The delay before restart number ``attempt`` (1-based) in the current window."""
+        state = tenacity.RetryCallState(cast(Any, None), None, (), {})
+        state.attempt_number = attempt
+        return float(self.backoff(state))
+
+    # -- introspection ----------------------------------------------------------------
+
+    def child_slots(self) -> list[tuple[str, str, Cell | None, int, str | None, bool]]:
+        """(name, path, live cell or None, restarts, last error, restarting) per child."""
+        out = []
+        for c in self._children:
+            path = f"{self.path}/{c.spec.name}" if self.path else c.spec.name
+            cell = c.cell if c.alive else None
+            out.append((c.spec.name, path, cell, c.restarts, c.last_error, c.restarting))
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "strategy": self.strategy.value,
+            "max_restarts": self.max_restarts,
+            "period_s": self.period_s,
+        }

@@ -1,0 +1,150 @@
+"""The actor system: a root supervisor, the registry, the fault plan, and the tree."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, cast
+
+import trio
+
+from ._actor import ActorRef, ActorState, Cell
+from ._faults import FaultPlan
+from ._lifecycle import ExitReason, live
+from ._registry import Monitor, Notify, Registry
+from ._supervisor import Backoff, ChildSpec, StartChild, StopChild, Strategy, Supervisor
+
+__all__ = ["ActorSystem", "open_system"]
+
+
+class ActorSystem:
+    """Everything that lives in one process: reach it through ``open_system``."""
+
+    def __init__(self) -> None:
+        self.registry = Registry()
+        self.faults = FaultPlan()
+        self._root: Cell | None = None
+
+    @property
+    def root(self) -> ActorRef:
+        assert self._root is not None, "the system has not started"
+        return self._root.ref
+
+    def lookup(self, path: str) -> ActorRef | None:
+        """The ref of whatever incarnation currently lives at ``path``."""
+        return self.registry.lookup(path)
+
+    def monitor(self, path: str, notify: Notify) -> Monitor:
+        return self.registry.monitor(path, notify)
+
+    async def spawn(self, spec: ChildSpec, *, under: str = "") -> ActorRef:
+        """Start a child under the supervisor at ``under`` (the root by default)."""
+        parent = self.lookup(under) if under else self.root
+        if parent is None:
+            raise LookupError(f"no supervisor at {under!r}")
+        return cast(ActorRef, await parent.ask(StartChild(spec)))
+
+    async def stop(self, path: str, *, timeout_s: float = 30.0) -> None:
+        """Stop the child at ``path`` gracefully through its supervisor."""
+        parent_path, _, name = path.rpartition("/")
+        parent = self.lookup(parent_path) if parent_path else self.root
+        if parent is None:
+            raise LookupError(f"no supervisor at {parent_path!r}")
+        await parent.ask(StopChild(name), timeout_s=timeout_s)
+
+    def tree(self) -> dict[str, Any]:
+        """A JSON-serialisable snapshot of every actor, from the root down."""
+        assert self._root is not None
+        return _node(self._root, restarts=0, last_error=None)
+
+
+def _node(cell: Cell, *, restarts: int, last_error: str | None) -> dict[str, Any]:
+    stats = cell.mailbox.statistics()
+    node: dict[str, Any] = {
+        "kind": cell.actor.kind,
+        "name": cell.name or "root",
+        "path": cell.path or "/",
+        "state": cell.state.value,
+        "mailbox": {
+            "depth": stats.depth,
+            "capacity": stats.capacity,
+            "dropped": stats.dropped,
+            "processed": stats.processed,
+        },
+        "restarts": restarts,
+        "uptime_s": round(cell.uptime_s(), 3),
+        "last_error": last_error,
+        "info": cell.actor.describe(),
+    }
+    if isinstance(cell.actor, Supervisor):
+        children = []
+        for name, path, child, child_restarts, error, restarting in cell.actor.child_slots():
+            if child is not None and not restarting:
+                children.append(_node(child, restarts=child_restarts, last_error=error))
+            else:
+                children.append(
+                    {
+                        "kind": None,
+                        "name": name,
+                        "path": path,
+                        "state": ActorState.RESTARTING.value,
+                        "mailbox": None,
+                        "restarts": child_restarts,
+                        "uptime_s": 0.0,
+                        "last_error": error,
+                        "info": {},
+                    }
+                )
+        node["children"] = children
+    return node
+
+
+@asynccontextmanager
+async def open_system(
+    children: Sequence[ChildSpec] = (),
+    *,
+    strategy: Strategy = Strategy.ONE_FOR_ONE,
+    max_restarts: int = 3,
+    period_s: float = 5.0,
+    backoff: Backoff | None = None,
+    shutdown_timeout_s: float = 10.0,
+) -> AsyncIterator[ActorSystem]:
+    """Start a root supervisor with ``children``; stop everything on exit.
+
+    On exit the root stops its children gracefully in reverse order, waiting at most
+    ``shutdown_timeout_s`` before cancelling what is left. If the root supervisor gives up
+    (its restart intensity is exceeded), the block is cancelled and SupervisorGaveUp
+    propagates out of it.
+    """
+    system = ActorSystem()
+    root = Supervisor(
+        children,
+        strategy=strategy,
+        max_restarts=max_restarts,
+        period_s=period_s,
+        backoff=backoff,
+    )
+    cell = Cell(root, name="", path="", system=system)
+    system._root = cell
+    scope = trio.CancelScope()
+
+    async def run_root(*, task_status: trio.TaskStatus[ActorRef]) -> None:
+        result = await live(cell, scope, task_status=task_status)
+        if result.reason is ExitReason.CRASH:
+            assert result.error is not None
+            raise result.error
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(run_root)
+        try:
+            yield system
+        finally:
+            cell.request_stop()
+            with trio.move_on_after(shutdown_timeout_s) as waited:
+                waited.shield = True
+                await cell.done.wait()
+            if not cell.done.is_set():
+                scope.cancel()
+
+
+
