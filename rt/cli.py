@@ -1,0 +1,169 @@
+"""The ``rt`` command line: serve, token, tail.
+
+Every option of ``rt serve`` can also come from an RT_* environment variable (the flag wins),
+and so can every other field of Settings (RT_IDLE_TIMEOUT_S, RT_HISTORY_SIZE, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import trio
+
+from .settings import Settings
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _env_bool(value: str, name: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise SystemExit(f"rt: {name} must be true or false, got {value!r}")
+
+
+def settings_from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    """Settings fields found in the environment as RT_<FIELD> (RT_ENGINE for engine_url)."""
+    found: dict[str, Any] = {}
+    for field in dataclasses.fields(Settings):
+        if field.name == "wall_ms":
+            continue
+        name = "RT_ENGINE" if field.name == "engine_url" else f"RT_{field.name.upper()}"
+        if name not in env:
+            continue
+        raw = env[name]
+        default = field.default
+        try:
+            if isinstance(default, bool):
+                found[field.name] = _env_bool(raw, name)
+            elif isinstance(default, int):
+                found[field.name] = int(raw)
+            elif isinstance(default, float):
+                found[field.name] = float(raw)
+            elif isinstance(default, tuple):
+                found[field.name] = tuple(p.strip() for p in raw.split(",") if p.strip())
+            elif field.name == "demo_seed":
+                found[field.name] = int(raw)
+            else:
+                found[field.name] = raw
+        except ValueError:
+            raise SystemExit(f"rt: {name} has an invalid value {raw!r}") from None
+    return found
+
+
+def _serve_parser(sub: Any) -> None:
+    p = sub.add_parser("serve", help="run the server")
+    p.add_argument("--host", help="address to listen on (RT_HOST, default 127.0.0.1)")
+    p.add_argument("--ws-port", type=int, help="WebSocket port, 0 = any free (RT_WS_PORT, 8080)")
+    p.add_argument("--http-port", type=int, help="HTTP port, 0 = any free (RT_HTTP_PORT, 8081)")
+    p.add_argument("--engine", help="engine URL: memory (RT_ENGINE, default memory)")
+    p.add_argument(
+        "--demo-feed",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run the built-in demo odds feed (RT_DEMO_FEED, default on)",
+    )
+    p.add_argument(
+        "--dev",
+        action="store_true",
+        default=None,
+        help="development mode: generate missing secrets, token route open (RT_DEV)",
+    )
+
+
+def build_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
+    values = settings_from_env(env)
+    flags = {
+        "host": args.host,
+        "ws_port": args.ws_port,
+        "http_port": args.http_port,
+        "engine_url": args.engine,
+        "demo_feed": args.demo_feed,
+        "dev": args.dev,
+    }
+    values.update({k: v for k, v in flags.items() if v is not None})
+    return Settings(**values)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .server import dev_settings, serve_until_signalled
+
+    try:
+        settings, generated = dev_settings(build_settings(args, os.environ))
+    except ValueError as exc:
+        print(f"rt: {exc}", file=sys.stderr)
+        return 2
+    for line in generated:
+        print(f"rt dev: generated {line}", flush=True)
+
+    def ready(line: str) -> None:
+        print(line, flush=True)
+
+    trio.run(serve_until_signalled, settings, ready)
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from .auth import issue_token
+
+    secret = os.environ.get("RT_JWT_SECRET", "")
+    if not secret:
+        print("rt: RT_JWT_SECRET is not set", file=sys.stderr)
+        return 2
+    scope = [m.strip() for m in args.markets.split(",")] if args.markets else None
+    user: int | str = int(args.user) if args.user.isdigit() else args.user
+    try:
+        token, _ = issue_token(
+            secret=secret, user_id=user, scope_markets=scope, ttl_s=args.ttl, now_s=time.time()
+        )
+    except ValueError as exc:
+        print(f"rt: {exc}", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    from .client import tail
+
+    return trio.run(tail, args.ws, args.http, args.market, args.token, args.user)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rt", description="rt realtime push server")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+
+    t = sub.add_parser("token", help="print a client token signed with RT_JWT_SECRET")
+    t.add_argument("--user", required=True)
+    t.add_argument("--markets", help="comma-separated market ids the token allows")
+    t.add_argument("--ttl", type=int, default=600, help="lifetime in seconds (default 600)")
+
+    tl = sub.add_parser("tail", help="print the live stream of a market")
+    tl.add_argument("--market", action="append", required=True, help="market id (repeatable)")
+    tl.add_argument("--ws", default=os.environ.get("RT_WS_URL", "ws://127.0.0.1:8080"))
+    tl.add_argument("--http", default=os.environ.get("RT_HTTP_URL", "http://127.0.0.1:8081"))
+    tl.add_argument("--token", help="a client token (default: ask the server's token route)")
+    tl.add_argument("--user", default="tail")
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=os.environ.get("RT_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    handlers = {"serve": cmd_serve, "token": cmd_token, "tail": cmd_tail}
+    return handlers[args.command](args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,212 @@
+"""Connection: one actor per WebSocket, with a reader, a writer and a heartbeat.
+
+- The reader feeds each text frame to the dialect's sans-IO session and carries out the
+  actions it returns. It runs inside one cancel scope whose deadline moves forward on every
+  frame received (and on every pong), so a silent client is closed after ``idle_timeout_s``
+  with code 4000, without a task waking up to check.
+- The writer drains the outbox in batches. Each send must finish within
+  ``write_deadline_s``; a socket that stays unwritable longer is closed with code 4001: the
+  last step of the slow-consumer policy (see rt/outbox.py for the first two).
+- The heartbeat sends a WebSocket ping every ``ping_interval_s``.
+
+Close codes (docs/protocol/kmarket.md): 1000 normal, 1001 server going away, 1008
+UNAUTHORIZED, 1009 message too big (from trio-websocket), 4000 HEARTBEAT_TIMEOUT,
+4001 SLOW_CONSUMER.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, ClassVar
+
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection
+
+from actors import Actor
+
+from .hub import Hub
+from .outbox import Outbox
+from .protocol._base import Join, Leave, Send
+from .protocol.kmarket import CODEC, KMarketSession
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_HEARTBEAT_TIMEOUT = 4000
+CLOSE_SLOW_CONSUMER = 4001
+
+
+class ConnectionStats:
+    """Counters shared by every connection of a server (read by /api/ws/health)."""
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.accepted = 0
+        self.messages_sent = 0
+        self.messages_received = 0
+        self.heartbeat_timeouts = 0
+        self.slow_closes = 0
+
+
+class Connection(Actor):
+    kind: ClassVar[str] = "connection"
+    mailbox_capacity: ClassVar[int] = 8
+
+    def __init__(
+        self,
+        ws: WebSocketConnection,
+        *,
+        hub: Hub,
+        settings: Settings,
+        stats: ConnectionStats,
+        user_id: int | str,
+        scope: frozenset[str] | None,
+    ) -> None:
+        self.ws = ws
+        self.hub = hub
+        self.settings = settings
+        self.stats = stats
+        self.user_id = user_id
+        self.session = KMarketSession(
+            scope=scope,
+            max_markets=settings.max_markets_per_connection,
+            wall_ms=settings.wall_ms,
+        )
+        self.outbox = Outbox(
+            CODEC,
+            capacity=settings.outbox_capacity,
+            high_water=settings.outbox_high_water,
+            control_capacity=settings.control_capacity,
+            request_resync=self._request_resync,
+            on_overflow=self._on_overflow,
+        )
+        self._idle = trio.CancelScope()
+        self._close: tuple[int, str] | None = None
+        self._nursery: trio.Nursery | None = None
+
+    def describe(self) -> dict[str, Any]:
+        stats = self.outbox.statistics()
+        return {
+            "user": self.user_id,
+            "dialect": CODEC.name,
+            "remote": str(self.ws.remote),
+            "subscriptions": len(self.session.subscribed),
+            "outbox_depth": stats.depth,
+            "outbox_capacity": stats.capacity,
+            "sent": stats.sent,
+            "coalesced": stats.coalesced,
+            "resyncs": stats.resyncs,
+        }
+
+    async def run(self) -> None:
+        self.stats.open += 1
+        self.stats.accepted += 1
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._write)
+                nursery.start_soon(self._heartbeat)
+                nursery.start_soon(self._await_stop)
+                await self._read()
+                nursery.cancel_scope.cancel()
+        finally:
+            self.stats.open -= 1
+            self.outbox.close()
+            for topic in self.outbox.topics():
+                self.hub.leave(topic, self.outbox)
+        if self._close is not None:
+            code, reason = self._close
+            with trio.move_on_after(2) as cleanup:
+                cleanup.shield = True
+                await self.ws.aclose(code, reason)
+
+    def _end(self, code: int, reason: str) -> None:
+        """Close with ``code`` once the tasks have stopped (the first reason wins)."""
+        if self._close is None:
+            self._close = (code, reason)
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def _read(self) -> None:
+        idle_s = self.settings.idle_timeout_s
+        ws = self.ws
+        with self._idle:
+            self._idle.deadline = trio.current_time() + idle_s
+            try:
+                while True:
+                    message = await ws.get_message()
+                    self._idle.deadline = trio.current_time() + idle_s
+                    self.stats.messages_received += 1
+                    if isinstance(message, str):
+                        actions = self.session.handle_text(message)
+                    else:
+                        actions = self.session.handle_binary()
+                    for action in actions:
+                        if type(action) is Send:
+                            self.outbox.send_text(action.text)
+                        elif type(action) is Join:
+                            await self.hub.join(
+                                action.topic, self.outbox, since=action.since, epoch=action.epoch
+                            )
+                        elif type(action) is Leave:
+                            self.hub.leave(action.topic, self.outbox)
+            except ConnectionClosed:
+                return
+        if self._idle.cancelled_caught:
+            self.stats.heartbeat_timeouts += 1
+            log.info("%s: no frame for %.0f s, closing", self.path, idle_s)
+            self._end(CLOSE_HEARTBEAT_TIMEOUT, "HEARTBEAT_TIMEOUT")
+
+    # -- writing ---------------------------------------------------------------------------
+
+    async def _write(self) -> None:
+        deadline_s = self.settings.write_deadline_s
+        ws = self.ws
+        stats = self.stats
+        with trio.CancelScope() as scope:
+            try:
+                while True:
+                    batch = await self.outbox.take_batch()
+                    if not batch:
+                        return
+                    for text in batch:
+                        scope.deadline = trio.current_time() + deadline_s
+                        await ws.send_message(text)
+                    scope.deadline = math.inf
+                    stats.messages_sent += len(batch)
+            except ConnectionClosed:
+                self._end(1000, "")
+                return
+        if scope.cancelled_caught:
+            stats.slow_closes += 1
+            log.info("%s: socket unwritable for %.0f s, closing as slow", self.path, deadline_s)
+            self._end(CLOSE_SLOW_CONSUMER, "SLOW_CONSUMER")
+
+    def _on_overflow(self) -> None:
+        self.stats.slow_closes += 1
+        self._end(CLOSE_SLOW_CONSUMER, "SLOW_CONSUMER")
+
+    def _request_resync(self, topic: str) -> None:
+        self.hub.request_resync(topic, self.outbox)
+
+    # -- heartbeat and stop ------------------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        interval_s = self.settings.ping_interval_s
+        idle_s = self.settings.idle_timeout_s
+        while True:
+            await trio.sleep(interval_s)
+            with trio.move_on_after(interval_s):
+                try:
+                    await self.ws.ping()
+                except ConnectionClosed:
+                    return
+                self._idle.deadline = trio.current_time() + idle_s  # the pong is a frame
+
+    async def _await_stop(self) -> None:
+        await self.stop_requested.wait()
+        self._end(CLOSE_GOING_AWAY, "server shutting down")

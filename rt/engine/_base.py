@@ -1,0 +1,113 @@
+"""The Engine interface: where a topic's sequence numbers, history and state live.
+
+Every engine (memory, Redis) passes the same contract suite, tests/rt/engine/test_contract.py,
+which checks each guarantee stated here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from rt.model import Json, Snapshot, Update, UpdateKind
+
+#: Called synchronously with every published update; see `Engine.add_listener`.
+Listener = Callable[[Update], None]
+
+
+class Engine(Protocol):
+    """Orders the updates of each topic and keeps its state and a bounded history.
+
+    Guarantees, per topic:
+
+    - Updates get ``seq`` 1, 2, 3, ... with no gaps and no repeats, in the order ``publish``
+      accepts them.
+    - The topic's position is ``(epoch, seq)``. The epoch changes whenever the topic's history
+      is lost (the memory engine draws one random epoch per instance, so a restart changes it),
+      and a seq only means something together with its epoch.
+    - The state is a JSON object: ``{}`` merged with every ``patch`` update in seq order
+      (RFC 7396); ``event`` updates leave it unchanged.
+    - The history holds the most recent updates (how many is the engine's setting) and always
+      ends at the latest seq.
+    - Listeners see every update of every topic exactly once, in seq order per topic. An update
+      published through this engine object reaches them before its ``publish`` returns (an
+      engine shared between processes also delivers the updates that other processes publish).
+
+    Updates and snapshots that an engine hands out are shared, read-only values: the ``data`` of
+    an Update is the publisher's object, not a copy, so neither the publisher nor a listener may
+    mutate it. A snapshot's ``state`` belongs to the caller.
+    """
+
+    async def publish(self, topic: str, data: Json, *, kind: UpdateKind = "patch") -> Update:
+        """Append one update to ``topic`` and return it.
+
+        Assigns seq = previous + 1 (the first is 1) and stamps ``ts`` from the engine's wall
+        clock in milliseconds, appends the update to the topic's history (dropping the oldest
+        beyond its bound), merges ``data`` into the state when ``kind`` is "patch", then calls
+        every listener with the update, before returning. A "patch" whose data is not an object
+        raises ValueError and publishes nothing (it would replace the state with a non-object).
+        An exception raised by a listener propagates to the publisher, after the update has been
+        published; the listeners after it are not called.
+        """
+        ...
+
+    async def publish_many(self, items: Sequence[tuple[str, Json, UpdateKind]]) -> list[Update]:
+        """Publish ``(topic, data, kind)`` items in order, as `publish` would; return the updates.
+
+        Every item is checked before any is published, so a ValueError publishes nothing.
+        """
+        ...
+
+    async def snapshot(self, topic: str) -> Snapshot:
+        """Return the state of ``topic`` at its latest seq, with that update's ``ts``.
+
+        A topic never published has seq 0, ts 0 and state ``{}``. The epoch is always the
+        engine's current epoch for the topic. The state is the caller's own copy.
+        """
+        ...
+
+    async def updates(self, topic: str, *, since_seq: int, limit: int) -> list[Update]:
+        """Return the updates of ``topic`` after ``since_seq``, oldest first, at most ``limit``.
+
+        Returns [] when ``since_seq`` is at or beyond the latest seq. Raises HistoryGone when an
+        update after ``since_seq`` has already been dropped from the history (since_seq + 1 is
+        older than the oldest seq held): replaying would leave a gap, so the caller needs a
+        snapshot. Raises ValueError when ``since_seq`` < 0 or ``limit`` < 1. The caller checks
+        the epoch: seqs of another epoch mean nothing here.
+        """
+        ...
+
+    def topics(self) -> list[str]:
+        """Return every topic that has been published to in the current epoch, sorted."""
+        ...
+
+    def position(self, topic: str) -> tuple[str, int]:
+        """Return ``(epoch, latest seq)`` of ``topic`` without awaiting; seq 0 if never published.
+
+        Since it cannot yield, no publish can slip in between reading it and acting on it.
+        """
+        ...
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener`` with every update published from now on, until it is removed.
+
+        Listeners run synchronously inside ``publish`` and must not block or await: a room
+        listener hands the update on with a ``*_nowait`` call. A listener added twice is called
+        twice.
+        """
+        ...
+
+    def remove_listener(self, listener: Listener) -> None:
+        """Stop calling ``listener`` (one registration of it); ValueError if it is not registered.
+
+        A listener may remove itself (or another) while being called; the update being
+        delivered still reaches every listener registered when its publish began.
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Release the engine's resources. Idempotent.
+
+        Afterwards every other async method raises trio.ClosedResourceError.
+        """
+        ...

@@ -1,0 +1,222 @@
+"""The HTTP API (FastAPI on Hypercorn): tokens, snapshots, history, health, admin publish.
+
+Errors are JSON ``{"code": ..., "message": ...}`` with the status that fits (400, 401, 404,
+410). FastAPI publishes the OpenAPI document at /openapi.json (docs at /docs).
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from .auth import issue_token
+from .model import HistoryGone
+from .protocol._base import ProtocolError
+from .protocol.kmarket import market_id, parse_market_id, topic_of
+
+if TYPE_CHECKING:
+    from .server import Server
+
+MAX_UPDATES_LIMIT = 1000
+DEFAULT_UPDATES_LIMIT = 200
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+
+class TokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    userId: StrictInt | StrictStr
+    scopeMarkets: list[StrictInt | StrictStr] | None = None
+    ttlSeconds: StrictInt | None = Field(default=None, ge=1)
+
+
+class TokenResponse(BaseModel):
+    token: str
+    expiresAt: int = Field(description="expiry, in milliseconds since the Unix epoch")
+
+
+class OverrideRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    marketId: StrictInt | StrictStr
+    payload: dict[str, Any] = Field(description="an RFC 7396 merge patch on the market's state")
+
+
+class OverrideResponse(BaseModel):
+    marketId: int | str
+    seq: int
+    ts: int
+
+
+class SnapshotResponse(BaseModel):
+    marketId: int | str
+    seq: int
+    ts: int
+    epoch: str
+    payload: dict[str, Any]
+
+
+class UpdatesResponse(BaseModel):
+    marketId: int | str
+    fromSeq: int
+    toSeq: int
+    epoch: str
+    updates: list[dict[str, Any]]
+
+
+class HealthResponse(BaseModel):
+    connections: int
+    topics: int
+    messages_sent: int
+
+
+def _market(raw: object) -> str:
+    try:
+        return parse_market_id(raw, field="marketId")
+    except ProtocolError as exc:
+        raise ApiError(400, "INVALID_REQUEST", exc.message) from None
+
+
+def create_app(server: Server) -> FastAPI:
+    settings = server.settings
+    app = FastAPI(
+        title="rt",
+        version="0.1.0",
+        description="Realtime odds push server: tokens, snapshots, history and admin publish.",
+    )
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(
+            {"code": exc.code, "message": exc.message, **exc.extra}, status_code=exc.status
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}" for e in exc.errors()
+        )
+        return JSONResponse({"code": "INVALID_REQUEST", "message": problems}, status_code=400)
+
+    def require_admin(request: Request) -> None:
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        expected = settings.admin_token
+        if (
+            not expected
+            or scheme.lower() != "bearer"
+            or not hmac.compare_digest(given.strip().encode(), expected.encode())
+        ):
+            raise ApiError(
+                401, "UNAUTHORIZED", "this route needs Authorization: Bearer <admin token>"
+            )
+
+    @app.post("/api/ws/token", response_model=TokenResponse, tags=["auth"])
+    async def make_token(body: TokenRequest, request: Request) -> TokenResponse:
+        """A short-lived JWT for ``/ws/odds``. Needs the admin token unless the server runs
+        with --dev. ttlSeconds defaults to 600 and may not exceed 86400."""
+        if not settings.dev:
+            require_admin(request)
+        ttl = settings.token_default_ttl_s if body.ttlSeconds is None else body.ttlSeconds
+        if ttl > settings.token_max_ttl_s:
+            raise ApiError(
+                400,
+                "INVALID_REQUEST",
+                f"ttlSeconds may be at most {settings.token_max_ttl_s}, got {ttl}",
+            )
+        scope = None
+        if body.scopeMarkets is not None:
+            scope = [_market(m) for m in body.scopeMarkets]
+        token, expires_at = issue_token(
+            secret=settings.jwt_secret,
+            user_id=body.userId,
+            scope_markets=scope,
+            ttl_s=ttl,
+            now_s=time.time(),
+        )
+        return TokenResponse(token=token, expiresAt=expires_at)
+
+    @app.get(
+        "/api/markets/{market}/odds/snapshot", response_model=SnapshotResponse, tags=["markets"]
+    )
+    async def snapshot(market: str) -> SnapshotResponse:
+        """The market's whole state at its latest seq (seq 0 and {} if never published)."""
+        mid = _market(market)
+        snap = await server.engine.snapshot(topic_of(mid))
+        return SnapshotResponse(
+            marketId=market_id(mid), seq=snap.seq, ts=snap.ts, epoch=snap.epoch, payload=snap.state
+        )
+
+    @app.get("/api/markets/{market}/odds/updates", response_model=UpdatesResponse, tags=["markets"])
+    async def updates(
+        market: str, since_seq: int = 0, limit: int = DEFAULT_UPDATES_LIMIT
+    ) -> UpdatesResponse:
+        """The updates after ``since_seq``, oldest first, at most ``limit`` (1-1000). 410 when
+        some of them are older than the history the server still holds: fetch the snapshot."""
+        mid = _market(market)
+        if since_seq < 0:
+            raise ApiError(400, "INVALID_REQUEST", f"since_seq must be >= 0, got {since_seq}")
+        if not 1 <= limit <= MAX_UPDATES_LIMIT:
+            raise ApiError(
+                400, "INVALID_REQUEST", f"limit must be 1..{MAX_UPDATES_LIMIT}, got {limit}"
+            )
+        topic = topic_of(mid)
+        try:
+            found = await server.engine.updates(topic, since_seq=since_seq, limit=limit)
+        except HistoryGone as gone:
+            raise ApiError(
+                410,
+                "HISTORY_GONE",
+                f"updates after seq {since_seq} are no longer held (history starts at seq "
+                f"{gone.first_seq}); fetch the snapshot",
+                firstSeq=gone.first_seq,
+            ) from None
+        epoch, _ = server.engine.position(topic)
+        wire_id = market_id(mid)
+        return UpdatesResponse(
+            marketId=wire_id,
+            fromSeq=since_seq,
+            toSeq=found[-1].seq if found else since_seq,
+            epoch=epoch,
+            updates=[
+                {
+                    "type": "odds_update",
+                    "marketId": wire_id,
+                    "seq": u.seq,
+                    "ts": u.ts,
+                    "payload": u.data,
+                }
+                for u in found
+            ],
+        )
+
+    @app.get("/api/ws/health", response_model=HealthResponse, tags=["operations"])
+    async def health() -> HealthResponse:
+        """Open WebSocket connections, known topics, and messages sent to clients so far."""
+        return HealthResponse(
+            connections=server.stats.open,
+            topics=len(server.engine.topics()),
+            messages_sent=server.stats.messages_sent,
+        )
+
+    @app.post("/admin/odds/override", response_model=OverrideResponse, tags=["admin"])
+    async def override(body: OverrideRequest, request: Request) -> OverrideResponse:
+        """Publish an RFC 7396 merge patch on a market's state; subscribers get odds_update."""
+        require_admin(request)
+        mid = _market(body.marketId)
+        update = await server.hub.publish(topic_of(mid), body.payload)
+        return OverrideResponse(marketId=market_id(mid), seq=update.seq, ts=update.ts)
+
+    return app

@@ -1,0 +1,149 @@
+"""The two listeners: WebSocket (trio-websocket) and HTTP (Hypercorn on Trio)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from functools import partial
+from typing import TYPE_CHECKING, Any, ClassVar, cast
+from urllib.parse import parse_qs
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve as hypercorn_serve
+from trio_websocket import WebSocketRequest, serve_websocket
+
+from actors import Actor, ChildSpec, Restart
+
+from .auth import AuthError, verify_token
+from .connection import CLOSE_GOING_AWAY, Connection
+
+if TYPE_CHECKING:
+    from .server import Server
+
+log = logging.getLogger(__name__)
+
+KMARKET_PATH = "/ws/odds"
+
+
+class WebSocketListener(Actor):
+    """Accepts WebSocket handshakes, authenticates them, and starts a Connection for each."""
+
+    kind: ClassVar[str] = "listener"
+    defer_started: ClassVar[bool] = True
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.port = 0
+        self._next_id = 0
+
+    def describe(self) -> dict[str, Any]:
+        return {"protocol": "ws", "port": self.port}
+
+    async def run(self) -> None:
+        settings = self.server.settings
+        async with trio.open_nursery() as nursery:
+            listening = await nursery.start(
+                partial(
+                    serve_websocket,
+                    self._handle,
+                    settings.host,
+                    settings.ws_port,
+                    ssl_context=None,
+                    max_message_size=settings.max_message_bytes,
+                )
+            )
+            self.port = listening.port
+            self.server.ws_port = self.port
+            self.started()
+            await self.stop_requested.wait()
+            nursery.cancel_scope.cancel()
+
+    async def _handle(self, request: WebSocketRequest) -> None:
+        path, _, query = request.path.partition("?")
+        if path != KMARKET_PATH:
+            await _reject(request, 404, "NOT_FOUND", f"no WebSocket endpoint at {path}")
+            return
+        token = parse_qs(query).get("token", [""])[0]
+        settings = self.server.settings
+        try:
+            claims = verify_token(token, secret=settings.jwt_secret, leeway_s=settings.jwt_leeway_s)
+        except AuthError as exc:
+            await _reject(request, 401, "UNAUTHORIZED", str(exc))
+            return
+        ws = await request.accept()
+        self._next_id += 1
+        name = f"c{self._next_id}"
+        server = self.server
+        spec = ChildSpec(
+            name,
+            lambda: Connection(
+                ws,
+                hub=server.hub,
+                settings=settings,
+                stats=server.stats,
+                user_id=claims.user_id,
+                scope=claims.scope_markets,
+            ),
+            restart=Restart.TEMPORARY,
+            shutdown_timeout_s=3.0,
+        )
+        ended = trio.Event()
+        try:
+            conn = await self.system.spawn(spec, under="conns")
+            self.system.monitor(conn.path, lambda _down: ended.set())
+            await ended.wait()
+        finally:
+            # The listener is going away (or the spawn failed): say so before the socket goes.
+            if not ended.is_set():
+                with trio.move_on_after(1) as cleanup:
+                    cleanup.shield = True
+                    await ws.aclose(CLOSE_GOING_AWAY, "server shutting down")
+
+
+async def _reject(request: WebSocketRequest, status: int, code: str, message: str) -> None:
+    body = json.dumps({"type": "error", "code": code, "message": message}).encode()
+    await request.reject(status, extra_headers=[(b"content-type", b"application/json")], body=body)
+
+
+class HttpListener(Actor):
+    """Serves the ASGI app with Hypercorn on Trio."""
+
+    kind: ClassVar[str] = "listener"
+    defer_started: ClassVar[bool] = True
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.port = 0
+
+    def describe(self) -> dict[str, Any]:
+        return {"protocol": "http", "port": self.port}
+
+    async def run(self) -> None:
+        from .http import create_app
+
+        settings = self.server.settings
+        config = Config()
+        config.bind = [f"{settings.host}:{settings.http_port}"]
+        config.accesslog = None
+        config.errorlog = logging.getLogger("hypercorn.error")
+        config.graceful_timeout = 2.0
+        stopped = trio.Event()
+
+        async def shutdown_trigger() -> None:
+            await stopped.wait()
+
+        async with trio.open_nursery() as nursery:
+            binds = await nursery.start(
+                partial(
+                    hypercorn_serve,
+                    cast(Any, create_app(self.server)),
+                    config,
+                    shutdown_trigger=shutdown_trigger,
+                )
+            )
+            self.port = int(binds[0].rsplit(":", 1)[1])
+            self.server.http_port = self.port
+            self.started()
+            await self.stop_requested.wait()
+            stopped.set()

@@ -1,0 +1,285 @@
+"""A connection's outbox: the bounded queue between rooms and the socket writer.
+
+Theory of operation. Rooms never await a connection: they call ``offer_*`` synchronously,
+with frames they encoded once for every subscriber. The outbox is also where each client's
+stream is held to the delivery contract, whatever happens upstream: per topic it knows the
+last seq it queued, and it accepts only that seq + 1 (a duplicate is dropped, a gap turns
+into a resync), or a snapshot.
+
+A client that keeps up sees every update as published. One whose queue passes
+``high_water`` entries is *behind*, and degrades in steps, each counted:
+
+1. coalesce: a patch for a topic whose last queued update has not been taken by the writer
+   yet is merged into it (RFC 7396 patches compose), and the message says it is conflated,
+   with both ends (fromSeq .. seq);
+2. resync: at ``capacity`` entries (or when a patch cannot be merged into the pending one),
+   the topic's whole backlog is dropped and the room is asked for one fresh snapshot, marked
+   as a resync; updates for that topic are dropped until the snapshot arrives;
+3. disconnect: the connection's writer closes a socket that stays unwritable longer than
+   the write deadline (that part lives in the connection).
+
+Control messages (acks, pongs, errors, resume results) are never dropped or merged; more
+than ``control_capacity`` of them waiting means the client sends without reading, and the
+outbox reports an overflow so the connection closes as slow.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import trio
+
+from .mergepatch import compose
+from .model import Json, Update
+from .protocol._base import Codec
+
+__all__ = ["Outbox", "OutboxStatistics"]
+
+
+class _Sub:
+    """One subscription to a topic, as the outbox sees it. Replaced (not reset) on resync, so
+    entries queued for an older one are recognised and skipped by the writer."""
+
+    __slots__ = ("active", "awaiting_snapshot", "pending", "seq", "topic")
+
+    def __init__(self, topic: str, seq: int, *, awaiting_snapshot: bool) -> None:
+        self.topic = topic
+        self.seq = seq
+        self.awaiting_snapshot = awaiting_snapshot
+        self.active = True
+        self.pending: _Entry | None = None  # its newest queued update, while not yet taken
+
+
+class _Entry:
+    """A queued message about one topic: an update (the room's shared frame, or a conflated
+    patch still to encode), a snapshot, or a notice. Skipped if its subscription has ended."""
+
+    __slots__ = ("frame", "from_seq", "kind", "patch", "seq", "sub", "ts")
+
+    def __init__(
+        self,
+        sub: _Sub,
+        frame: str | None,
+        *,
+        kind: str,
+        patch: Json = None,
+        seq: int = 0,
+        ts: int = 0,
+    ) -> None:
+        self.sub = sub
+        self.frame = frame
+        self.kind = kind  # "patch" | "event" | "snapshot" | "notice"
+        self.patch = patch
+        self.from_seq = seq
+        self.seq = seq
+        self.ts = ts
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStatistics:
+    depth: int
+    capacity: int
+    high_water: int
+    sent: int
+    coalesced: int
+    resyncs: int
+    duplicates_dropped: int
+
+
+class Outbox:
+    """The queue of one connection; see the module docstring for the policy."""
+
+    def __init__(
+        self,
+        codec: Codec,
+        *,
+        capacity: int,
+        high_water: int,
+        control_capacity: int = 256,
+        request_resync: Callable[[str], None],
+        on_overflow: Callable[[], None],
+    ) -> None:
+        if not 0 < high_water <= capacity:
+            raise ValueError(f"need 0 < high_water <= capacity, got {high_water}, {capacity}")
+        self.codec = codec
+        self.capacity = capacity
+        self.high_water = high_water
+        self.control_capacity = control_capacity
+        self._request_resync = request_resync
+        self._on_overflow = on_overflow
+        self._queue: deque[_Entry | str] = deque()
+        self._controls = 0
+        self._subs: dict[str, _Sub] = {}
+        self._readable = trio.lowlevel.ParkingLot()
+        self.closed = False
+        self.sent = 0
+        self.coalesced = 0
+        self.resyncs = 0
+        self.duplicates_dropped = 0
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def statistics(self) -> OutboxStatistics:
+        return OutboxStatistics(
+            depth=len(self._queue),
+            capacity=self.capacity,
+            high_water=self.high_water,
+            sent=self.sent,
+            coalesced=self.coalesced,
+            resyncs=self.resyncs,
+            duplicates_dropped=self.duplicates_dropped,
+        )
+
+    # -- the connection's side ------------------------------------------------------------
+
+    def expect(self, topic: str, since: int | None) -> None:
+        """About to join ``topic``: from a snapshot (None) or resuming after seq ``since``."""
+        self._drop_sub(topic)
+        if since is None:
+            self._subs[topic] = _Sub(topic, 0, awaiting_snapshot=True)
+        else:
+            self._subs[topic] = _Sub(topic, since, awaiting_snapshot=False)
+
+    def forget(self, topic: str) -> None:
+        """Unsubscribed: nothing more of ``topic`` is sent, including what is queued."""
+        self._drop_sub(topic)
+
+    def position(self, topic: str) -> int | None:
+        """The last seq queued for ``topic`` (None while waiting for a snapshot)."""
+        sub = self._subs.get(topic)
+        if sub is None or sub.awaiting_snapshot:
+            return None
+        return sub.seq
+
+    def wants(self, topic: str) -> bool:
+        return topic in self._subs and not self.closed
+
+    def topics(self) -> list[str]:
+        return list(self._subs)
+
+    def send_text(self, text: str) -> None:
+        """Queue a control message (ack, pong, error). Never dropped; bounded."""
+        if self.closed:
+            return
+        self._queue.append(text)
+        self._controls += 1
+        self._readable.unpark()
+        if self._controls > self.control_capacity:
+            self._on_overflow()
+
+    def close(self) -> None:
+        self.closed = True
+        self._readable.unpark_all()
+
+    # -- the rooms' side (synchronous: a room never waits for a connection) ---------------
+
+    def offer_update(self, update: Update, frame: str | None) -> None:
+        """A live or replayed update, with the frame the room encoded for this dialect."""
+        sub = self._subs.get(update.topic)
+        if sub is None or sub.awaiting_snapshot or self.closed:
+            return
+        if update.seq <= sub.seq:
+            self.duplicates_dropped += 1
+            return
+        if update.seq != sub.seq + 1:
+            self._resync(sub)  # a gap: never pass it on, replace it with a snapshot
+            return
+        sub.seq = update.seq
+        depth = len(self._queue)
+        if depth >= self.high_water:
+            pending = sub.pending
+            if pending is not None and pending.kind == "patch" and update.kind == "patch":
+                merged = compose(pending.patch, update.data)
+                if merged is not None:
+                    pending.patch = merged
+                    pending.seq = update.seq
+                    pending.ts = update.ts
+                    pending.frame = None
+                    self.coalesced += 1
+                    return
+                self._resync(sub)
+                return
+            if depth >= self.capacity:
+                self._resync(sub)
+                return
+        entry = _Entry(
+            sub, frame, kind=update.kind, patch=update.data, seq=update.seq, ts=update.ts
+        )
+        sub.pending = entry
+        self._queue.append(entry)
+        self._readable.unpark()
+
+    def offer_snapshot(self, topic: str, seq: int, frame: str) -> None:
+        """A snapshot of ``topic`` at ``seq``: supersedes whatever of it is still queued."""
+        sub = self._subs.get(topic)
+        if sub is None or self.closed:
+            return
+        if not sub.awaiting_snapshot and seq < sub.seq:
+            return  # older than what the client already has queued
+        fresh = _Sub(topic, seq, awaiting_snapshot=False)
+        sub.active = False
+        self._subs[topic] = fresh
+        self._queue.append(_Entry(fresh, frame, kind="snapshot", seq=seq))
+        self._readable.unpark()
+
+    def send_notice(self, topic: str, text: str) -> None:
+        """A message about ``topic`` (a resume result), sent only while still subscribed."""
+        sub = self._subs.get(topic)
+        if sub is not None and not self.closed:
+            self._queue.append(_Entry(sub, text, kind="notice"))
+            self._readable.unpark()
+
+    # -- the writer's side ----------------------------------------------------------------
+
+    async def take_batch(self, max_items: int = 64) -> list[str]:
+        """Wait for messages and take up to ``max_items`` frames, in order, ready to send.
+
+        Returns [] once the outbox is closed.
+        """
+        while not self._queue:
+            if self.closed:
+                return []
+            await self._readable.park()
+        batch: list[str] = []
+        queue = self._queue
+        while queue and len(batch) < max_items:
+            entry = queue.popleft()
+            if type(entry) is str:
+                batch.append(entry)
+                self._controls -= 1
+                continue
+            assert isinstance(entry, _Entry)
+            sub = entry.sub
+            if not sub.active:
+                continue
+            if sub.pending is entry:
+                sub.pending = None
+            if entry.frame is None:
+                entry.frame = self.codec.encode_conflated(
+                    sub.topic,
+                    from_seq=entry.from_seq,
+                    seq=entry.seq,
+                    ts=entry.ts,
+                    patch=entry.patch,
+                )
+            batch.append(entry.frame)
+        self.sent += len(batch)
+        return batch
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _drop_sub(self, topic: str) -> None:
+        old = self._subs.pop(topic, None)
+        if old is not None:
+            old.active = False
+
+    def _resync(self, sub: _Sub) -> None:
+        if sub.awaiting_snapshot:
+            return
+        sub.active = False  # its queued entries are skipped from now on
+        self._subs[sub.topic] = _Sub(sub.topic, sub.seq, awaiting_snapshot=True)
+        self.resyncs += 1
+        self._request_resync(sub.topic)

@@ -1,0 +1,259 @@
+"""MarketRoom: one actor per topic that has subscribers, fanning its updates out.
+
+Theory of operation. The engine is the source of truth; a room is a cache of it at the
+room's own position (seq), with the topic's state and a bounded history, each history entry
+holding the frames already encoded for each dialect. Everything that must be atomic with
+respect to live publishes goes through the room's mailbox and is handled in order with the
+updates: a join replays from history (or sends a snapshot) at exactly the room's position,
+then the subscriber gets every later update live; a resync request gets a snapshot at the
+room's position, and the outbox drops that topic's updates until it arrives.
+
+The subscriber table lives in the Hub, not here, so it survives a crash of the room: a
+restarted room reloads from the engine and brings every subscriber up to date from the
+position its outbox holds (replay, or a snapshot).
+
+Publishes reach the room without ever blocking the publisher: the Hub offers each update
+without waiting, and when the mailbox is full it sends one catch-up notice instead; the
+room then reads what it missed from the engine's log. A room that sees a gap in seq does
+the same.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import trio
+
+from actors import Actor, MailboxClosed
+
+from .mergepatch import apply_in_place
+from .model import HistoryGone, Update
+from .outbox import Outbox
+from .protocol._base import Codec
+
+if TYPE_CHECKING:
+    from .hub import Hub
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class JoinRoom:
+    outbox: Outbox
+    since: int | None = None
+    epoch: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResyncRequest:
+    outbox: Outbox
+
+
+@dataclass(frozen=True, slots=True)
+class CatchUp:
+    """Updates were not delivered to this room's mailbox; read them from the engine."""
+
+
+class _Entry:
+    __slots__ = ("frames", "update")
+
+    def __init__(self, update: Update) -> None:
+        self.update = update
+        self.frames: dict[Codec, str] = {}
+
+    def frame(self, codec: Codec) -> str:
+        frame = self.frames.get(codec)
+        if frame is None:
+            frame = self.frames[codec] = codec.encode_update(self.update)
+        return frame
+
+
+class MarketRoom(Actor):
+    kind: ClassVar[str] = "room"
+    mailbox_capacity: ClassVar[int] = 4096
+
+    def __init__(self, topic: str, hub: Hub) -> None:
+        self.topic = topic
+        self.hub = hub
+        self.subscribers = hub.subscribers_of(topic)
+        self.epoch = ""
+        self.seq = 0
+        self.ts = 0
+        self.state: dict[str, Any] = {}
+        self.history: deque[_Entry] = deque(maxlen=hub.settings.history_size)
+        self.published = 0
+        self._snapshot_cache: dict[Codec, tuple[int, str]] = {}
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "topic": self.topic,
+            "epoch": self.epoch,
+            "seq": self.seq,
+            "subscribers": len(self.subscribers),
+            "history": len(self.history),
+        }
+
+    async def on_start(self) -> None:
+        await self._reload()
+        # Subscribers already in the table came from an earlier incarnation of this room.
+        for outbox in list(self.subscribers.values()):
+            self._bring_up_to_date(outbox, outbox.position(self.topic), None, notice=False)
+
+    async def run(self) -> None:
+        idle_s = self.hub.settings.room_idle_s
+        while True:
+            with trio.move_on_after(idle_s) as idle:
+                try:
+                    message = await self.mailbox.get()
+                except MailboxClosed:
+                    return  # stopping
+            if idle.cancelled_caught:
+                if not self.subscribers and len(self.mailbox) == 0:
+                    return  # nobody left to serve; the engine keeps the topic
+                continue
+            await self.dispatch(message)
+
+    async def receive(self, message: Any) -> Any:
+        if type(message) is Update:
+            if message.seq == self.seq + 1 and message.epoch == self.epoch:
+                self._apply(message)
+            elif message.seq > self.seq or message.epoch != self.epoch:
+                await self._catch_up()
+        elif type(message) is JoinRoom:
+            outbox = message.outbox
+            if outbox.wants(self.topic):  # it may have left again before we got here
+                self._bring_up_to_date(outbox, message.since, message.epoch, notice=True)
+                self.subscribers[id(outbox)] = outbox
+        elif type(message) is ResyncRequest:
+            if id(message.outbox) in self.subscribers:
+                message.outbox.offer_snapshot(
+                    self.topic, self.seq, self._snapshot_frame(message.outbox.codec)
+                )
+        elif type(message) is CatchUp:
+            self.hub.caught_up(self.topic)
+            await self._catch_up()
+        else:
+            return await super().receive(message)
+        return None
+
+    # -- keeping up with the engine -----------------------------------------------------
+
+    def _apply(self, update: Update) -> None:
+        if update.kind == "patch":
+            apply_in_place(self.state, update.data)
+        self.seq = update.seq
+        self.ts = update.ts
+        entry = _Entry(update)
+        self.history.append(entry)
+        self.published += 1
+        frames = entry.frames
+        for outbox in self.subscribers.values():
+            codec = outbox.codec
+            frame = frames.get(codec)
+            if frame is None:
+                frame = frames[codec] = codec.encode_update(update)
+            outbox.offer_update(update, frame)
+
+    async def _catch_up(self) -> None:
+        """Read from the engine everything after our seq; reload if it is gone."""
+        engine = self.hub.engine
+        epoch, _ = engine.position(self.topic)
+        if epoch == self.epoch:
+            try:
+                while True:
+                    batch = await engine.updates(self.topic, since_seq=self.seq, limit=1000)
+                    if not batch:
+                        return
+                    for update in batch:
+                        if update.seq == self.seq + 1:
+                            self._apply(update)
+            except HistoryGone:
+                pass
+        log.warning("%s: lost track of the engine (epoch or history); reloading", self.path)
+        await self._reload()
+        for outbox in list(self.subscribers.values()):
+            self._bring_up_to_date(outbox, outbox.position(self.topic), None, notice=False)
+
+    async def _reload(self) -> None:
+        engine = self.hub.engine
+        snapshot = await engine.snapshot(self.topic)
+        self.epoch, self.seq, self.ts = snapshot.epoch, snapshot.seq, snapshot.ts
+        self.state = snapshot.state
+        self.history.clear()
+        self._snapshot_cache.clear()
+        keep = self.history.maxlen or 0
+        since = max(0, self.seq - keep)
+        try:
+            older = await engine.updates(self.topic, since_seq=since, limit=max(1, keep))
+        except HistoryGone as gone:
+            older = await engine.updates(
+                self.topic, since_seq=gone.first_seq - 1, limit=max(1, keep)
+            )
+        self.history.extend(_Entry(u) for u in older if u.seq <= self.seq)
+
+    # -- serving subscribers ----------------------------------------------------------
+
+    def _snapshot_frame(self, codec: Codec, **extra: Any) -> str:
+        if not extra:
+            cached = self._snapshot_cache.get(codec)
+            if cached is not None and cached[0] == self.seq:
+                return cached[1]
+        frame = codec.encode_snapshot(
+            self.topic, epoch=self.epoch, seq=self.seq, ts=self.ts, state=self.state, **extra
+        )
+        if not extra:
+            self._snapshot_cache[codec] = (self.seq, frame)
+        return frame
+
+    def _bring_up_to_date(
+        self, outbox: Outbox, since: int | None, epoch: str | None, *, notice: bool
+    ) -> None:
+        """Replay what ``outbox`` misses after ``since``, or send a snapshot saying why."""
+        codec = outbox.codec
+        if since is None:
+            outbox.offer_snapshot(self.topic, self.seq, self._snapshot_frame(codec))
+            return
+        reason = self._why_not_replayable(since, epoch)
+        if reason is None:
+            first = since + 1
+            for entry in self._history_after(since):
+                outbox.offer_update(entry.update, entry.frame(codec))
+            if notice:
+                outbox.send_notice(
+                    self.topic,
+                    codec.encode_resumed(
+                        self.topic, recovered=True, from_seq=first, to_seq=self.seq, reason=None
+                    ),
+                )
+            return
+        frame = self._snapshot_frame(codec, recovered=False, reason=reason)
+        outbox.offer_snapshot(self.topic, self.seq, frame)
+        if notice:
+            outbox.send_notice(
+                self.topic,
+                codec.encode_resumed(
+                    self.topic, recovered=False, from_seq=since + 1, to_seq=self.seq, reason=reason
+                ),
+            )
+
+    def _why_not_replayable(self, since: int, epoch: str | None) -> str | None:
+        if epoch is not None and epoch != self.epoch:
+            return "epoch_changed"
+        if since > self.seq:
+            return "epoch_changed"  # the client is ahead of us: our history was lost
+        if since == self.seq:
+            return None
+        first = self.history[0].update.seq if self.history else self.seq + 1
+        if since + 1 < first:
+            return "beyond_history"
+        return None
+
+    def _history_after(self, since: int) -> list[_Entry]:
+        history = self.history
+        if not history:
+            return []
+        start = since + 1 - history[0].update.seq
+        return [history[i] for i in range(max(0, start), len(history))]

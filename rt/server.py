@@ -1,0 +1,146 @@
+"""Assembling a server: the actor tree, the shared objects, start and stop.
+
+    root (one_for_one)
+    ├── engine      the engine's actor: owns it, shows it in the tree, closes it last
+    ├── rooms       supervisor: one MarketRoom per topic with subscribers (transient)
+    ├── conns       supervisor: one Connection per WebSocket (temporary)
+    ├── feeds       supervisor: the demo odds feed (permanent)
+    ├── http        Hypercorn listener
+    └── ws          WebSocket listener
+
+Children start in this order and stop in reverse: the listeners stop first, so nothing new
+arrives while the rest winds down; the engine closes last.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, ClassVar
+
+import trio
+
+from actors import Actor, ActorSystem, ChildSpec, Strategy, Supervisor, open_system
+
+from .auth import MIN_SECRET_BYTES
+from .connection import ConnectionStats
+from .demo import DemoFeed
+from .engine import Engine, MemoryEngine, open_engine
+from .hub import Hub
+from .listeners import HttpListener, WebSocketListener
+from .settings import Settings
+
+
+class EngineActor(Actor):
+    kind: ClassVar[str] = "engine"
+
+    def __init__(self, engine: Engine, url: str) -> None:
+        self.engine = engine
+        self.url = url
+
+    def describe(self) -> dict[str, Any]:
+        return {"url": self.url, "topics": len(self.engine.topics())}
+
+    async def run(self) -> None:
+        await self.stop_requested.wait()
+        await self.engine.aclose()
+
+
+class Server:
+    """What the parts of one running server share."""
+
+    def __init__(self, settings: Settings, system: ActorSystem, engine: Engine) -> None:
+        self.settings = settings
+        self.system = system
+        self.engine = engine
+        self.hub = Hub(system, engine, settings)
+        self.stats = ConnectionStats()
+        self.ws_port = settings.ws_port
+        self.http_port = settings.http_port
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.settings.host}:{self.ws_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.settings.host}:{self.http_port}"
+
+    def ready_line(self) -> str:
+        return f"rt ready ws={self.ws_url} http={self.http_url}"
+
+
+def make_engine(settings: Settings) -> Engine:
+    if settings.engine_url in ("memory", "memory://"):
+        return MemoryEngine(history_size=settings.history_size, wall_ms=settings.wall_ms)
+    return open_engine(settings.engine_url)
+
+
+def dev_settings(settings: Settings) -> tuple[Settings, list[str]]:
+    """Fill in missing secrets in dev mode; returns the settings and what was generated."""
+    from dataclasses import replace
+
+    generated = []
+    if settings.dev and not settings.jwt_secret:
+        settings = replace(settings, jwt_secret=secrets.token_urlsafe(32))
+        generated.append(f"RT_JWT_SECRET={settings.jwt_secret}")
+    if settings.dev and not settings.admin_token:
+        settings = replace(settings, admin_token=secrets.token_urlsafe(24))
+        generated.append(f"RT_ADMIN_TOKEN={settings.admin_token}")
+    if not settings.jwt_secret:
+        raise ValueError(
+            "RT_JWT_SECRET is not set: set it (or pass --dev to generate one for this run)"
+        )
+    if len(settings.jwt_secret.encode()) < MIN_SECRET_BYTES:
+        raise ValueError(f"RT_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes long")
+    return settings, generated
+
+
+@asynccontextmanager
+async def open_server(settings: Settings) -> AsyncIterator[Server]:
+    """Start every actor of a server; yield once both listeners are serving."""
+    engine = make_engine(settings)
+    async with open_system(shutdown_timeout_s=15.0) as system:
+        server = Server(settings, system, engine)
+        hub = server.hub
+        await system.spawn(ChildSpec("engine", lambda: EngineActor(engine, settings.engine_url)))
+        await system.spawn(
+            ChildSpec(
+                "rooms",
+                lambda: Supervisor(max_restarts=100, period_s=10.0),
+                shutdown_timeout_s=10.0,
+            )
+        )
+        await system.spawn(
+            ChildSpec(
+                "conns",
+                lambda: Supervisor(max_restarts=1_000_000, period_s=1.0),
+                shutdown_timeout_s=10.0,
+            )
+        )
+        feeds: list[ChildSpec] = []
+        if settings.demo_feed:
+            feeds.append(ChildSpec("demo", lambda: DemoFeed(hub, settings)))
+        await system.spawn(
+            ChildSpec(
+                "feeds",
+                lambda: Supervisor(
+                    feeds, strategy=Strategy.ONE_FOR_ONE, max_restarts=10, period_s=30.0
+                ),
+            )
+        )
+        await system.spawn(ChildSpec("http", lambda: HttpListener(server)))
+        await system.spawn(ChildSpec("ws", lambda: WebSocketListener(server)))
+        yield server
+
+
+async def serve_until_signalled(settings: Settings, on_ready: Any = print) -> None:
+    """Run a server until SIGINT or SIGTERM, then stop it gracefully."""
+    import signal
+
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with open_server(settings) as server:
+            on_ready(server.ready_line())
+            async for _ in signals:
+                break

@@ -1,0 +1,54 @@
+"""Every setting of the server in one place, each with its unit in its name.
+
+The command line fills this from flags and RT_* environment variables (see rt/cli.py);
+tests build it directly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+def wall_ms() -> int:
+    """Wall-clock milliseconds: the only source of timestamps written into messages."""
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    host: str = "127.0.0.1"
+    ws_port: int = 8080
+    http_port: int = 8081
+    engine_url: str = "memory"
+    demo_feed: bool = True
+    dev: bool = False
+    jwt_secret: str = ""
+    admin_token: str = ""
+
+    # tokens
+    jwt_leeway_s: float = 5.0
+    token_default_ttl_s: int = 600
+    token_max_ttl_s: int = 86_400
+
+    # connections
+    ping_interval_s: float = 15.0
+    idle_timeout_s: float = 60.0
+    write_deadline_s: float = 10.0
+    max_message_bytes: int = 64 * 1024
+    max_markets_per_connection: int = 500
+    outbox_capacity: int = 1024
+    outbox_high_water: int = 768
+    control_capacity: int = 256
+
+    # topics
+    history_size: int = 1000
+    room_idle_s: float = 30.0
+
+    # the demo feed
+    demo_markets: tuple[str, ...] = ("1001", "1002", "1003", "1004", "1005")
+    demo_interval_s: float = 0.5
+    demo_seed: int | None = None
+
+    wall_ms: Callable[[], int] = field(default=wall_ms, repr=False)
