@@ -65,7 +65,7 @@ class KMarketClient:
         self.on_message = on_message
         self.backoff = backoff or cast(
             Callable[[tenacity.RetryCallState], float],
-            tenacity.wait_exponential_jitter(initial=0.5, max=5.0, jitter=0.25),
+            tenacity.wait_exponential_jitter(multiplier=0.5, max=5.0, jitter=0.25),
         )
         self.connects = 0
         self.errors: list[dict[str, Any]] = []

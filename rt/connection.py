@@ -196,16 +196,20 @@ class Connection(Actor):
     # -- heartbeat and stop ------------------------------------------------------------------
 
     async def _heartbeat(self) -> None:
-        interval_s = self.settings.ping_interval_s
-        idle_s = self.settings.idle_timeout_s
+        """A ping every interval, on schedule whether or not earlier pings were answered."""
+        assert self._nursery is not None
         while True:
-            await trio.sleep(interval_s)
-            with trio.move_on_after(interval_s):
-                try:
-                    await self.ws.ping()
-                except ConnectionClosed:
-                    return
-                self._idle.deadline = trio.current_time() + idle_s  # the pong is a frame
+            await trio.sleep(self.settings.ping_interval_s)
+            self._nursery.start_soon(self._ping_once)
+
+    async def _ping_once(self) -> None:
+        idle_s = self.settings.idle_timeout_s
+        with trio.move_on_after(idle_s):
+            try:
+                await self.ws.ping()
+            except ConnectionClosed:
+                return
+            self._idle.deadline = trio.current_time() + idle_s  # a pong is a frame too
 
     async def _await_stop(self) -> None:
         await self.stop_requested.wait()

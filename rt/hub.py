@@ -16,7 +16,6 @@ import trio
 from actors import (
     ActorRef,
     ActorSystem,
-    AskFailed,
     ChildSpec,
     MailboxClosed,
     MailboxFull,
@@ -113,9 +112,7 @@ class Hub:
             spec = ChildSpec(topic, lambda: MarketRoom(topic, self), restart=Restart.TRANSIENT)
             try:
                 return await self.system.spawn(spec, under=ROOMS)
-            except AskFailed as exc:
-                if not _caused_by(exc, NameTaken):
-                    raise
+            except NameTaken:
                 # Another join started it, or it is restarting after a crash: look again soon.
                 await trio.sleep(0.005)
 
@@ -127,10 +124,3 @@ class Hub:
             "published": self.messages_published,
         }
 
-
-def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
-    while exc is not None:
-        if isinstance(exc, kind):
-            return True
-        exc = exc.__cause__  # type: ignore[assignment]
-    return False

@@ -42,13 +42,14 @@ class _Sub:
     """One subscription to a topic, as the outbox sees it. Replaced (not reset) on resync, so
     entries queued for an older one are recognised and skipped by the writer."""
 
-    __slots__ = ("active", "awaiting_snapshot", "pending", "seq", "topic")
+    __slots__ = ("active", "awaiting_snapshot", "pending", "queued", "seq", "topic")
 
     def __init__(self, topic: str, seq: int, *, awaiting_snapshot: bool) -> None:
         self.topic = topic
         self.seq = seq
         self.awaiting_snapshot = awaiting_snapshot
         self.active = True
+        self.queued = 0  # its entries still in the queue
         self.pending: _Entry | None = None  # its newest queued update, while not yet taken
 
 
@@ -111,6 +112,7 @@ class Outbox:
         self._on_overflow = on_overflow
         self._queue: deque[_Entry | str] = deque()
         self._controls = 0
+        self._dead = 0  # entries of ended subscriptions, still queued until the writer skips them
         self._subs: dict[str, _Sub] = {}
         self._readable = trio.lowlevel.ParkingLot()
         self.closed = False
@@ -120,11 +122,12 @@ class Outbox:
         self.duplicates_dropped = 0
 
     def __len__(self) -> int:
-        return len(self._queue)
+        """The messages waiting to be sent (entries of ended subscriptions do not count)."""
+        return len(self._queue) - self._dead
 
     def statistics(self) -> OutboxStatistics:
         return OutboxStatistics(
-            depth=len(self._queue),
+            depth=len(self),
             capacity=self.capacity,
             high_water=self.high_water,
             sent=self.sent,
@@ -188,7 +191,7 @@ class Outbox:
             self._resync(sub)  # a gap: never pass it on, replace it with a snapshot
             return
         sub.seq = update.seq
-        depth = len(self._queue)
+        depth = len(self)
         if depth >= self.high_water:
             pending = sub.pending
             if pending is not None and pending.kind == "patch" and update.kind == "patch":
@@ -209,8 +212,7 @@ class Outbox:
             sub, frame, kind=update.kind, patch=update.data, seq=update.seq, ts=update.ts
         )
         sub.pending = entry
-        self._queue.append(entry)
-        self._readable.unpark()
+        self._enqueue(entry)
 
     def offer_snapshot(self, topic: str, seq: int, frame: str) -> None:
         """A snapshot of ``topic`` at ``seq``: supersedes whatever of it is still queued."""
@@ -220,66 +222,78 @@ class Outbox:
         if not sub.awaiting_snapshot and seq < sub.seq:
             return  # older than what the client already has queued
         fresh = _Sub(topic, seq, awaiting_snapshot=False)
-        sub.active = False
+        self._end_sub(sub)
         self._subs[topic] = fresh
-        self._queue.append(_Entry(fresh, frame, kind="snapshot", seq=seq))
-        self._readable.unpark()
+        self._enqueue(_Entry(fresh, frame, kind="snapshot", seq=seq))
 
     def send_notice(self, topic: str, text: str) -> None:
         """A message about ``topic`` (a resume result), sent only while still subscribed."""
         sub = self._subs.get(topic)
         if sub is not None and not self.closed:
-            self._queue.append(_Entry(sub, text, kind="notice"))
-            self._readable.unpark()
+            self._enqueue(_Entry(sub, text, kind="notice"))
 
     # -- the writer's side ----------------------------------------------------------------
 
     async def take_batch(self, max_items: int = 64) -> list[str]:
         """Wait for messages and take up to ``max_items`` frames, in order, ready to send.
 
-        Returns [] once the outbox is closed.
+        Returns [] only once the outbox is closed.
         """
-        while not self._queue:
-            if self.closed:
-                return []
-            await self._readable.park()
         batch: list[str] = []
         queue = self._queue
-        while queue and len(batch) < max_items:
-            entry = queue.popleft()
-            if type(entry) is str:
-                batch.append(entry)
-                self._controls -= 1
-                continue
-            assert isinstance(entry, _Entry)
-            sub = entry.sub
-            if not sub.active:
-                continue
-            if sub.pending is entry:
-                sub.pending = None
-            if entry.frame is None:
-                entry.frame = self.codec.encode_conflated(
-                    sub.topic,
-                    from_seq=entry.from_seq,
-                    seq=entry.seq,
-                    ts=entry.ts,
-                    patch=entry.patch,
-                )
-            batch.append(entry.frame)
+        while not batch:
+            while not queue:
+                if self.closed:
+                    return []
+                await self._readable.park()
+            while queue and len(batch) < max_items:
+                entry = queue.popleft()
+                if type(entry) is str:
+                    batch.append(entry)
+                    self._controls -= 1
+                    continue
+                assert isinstance(entry, _Entry)
+                sub = entry.sub
+                sub.queued -= 1
+                if not sub.active:
+                    self._dead -= 1
+                    continue
+                if sub.pending is entry:
+                    sub.pending = None
+                if entry.frame is None:
+                    entry.frame = self.codec.encode_conflated(
+                        sub.topic,
+                        from_seq=entry.from_seq,
+                        seq=entry.seq,
+                        ts=entry.ts,
+                        patch=entry.patch,
+                    )
+                batch.append(entry.frame)
         self.sent += len(batch)
         return batch
 
     # -- internals ---------------------------------------------------------------------------
 
+    def _enqueue(self, entry: _Entry) -> None:
+        entry.sub.queued += 1
+        self._queue.append(entry)
+        self._readable.unpark()
+
+    def _end_sub(self, sub: _Sub) -> None:
+        """Its queued entries are skipped from now on, and no longer count as depth."""
+        if sub.active:
+            sub.active = False
+            self._dead += sub.queued
+
     def _drop_sub(self, topic: str) -> None:
         old = self._subs.pop(topic, None)
         if old is not None:
-            old.active = False
+            self._end_sub(old)
 
     def _resync(self, sub: _Sub) -> None:
         if sub.awaiting_snapshot:
             return
-        sub.active = False  # its queued entries are skipped from now on
+        self._end_sub(sub)
         self._subs[sub.topic] = _Sub(sub.topic, sub.seq, awaiting_snapshot=True)
         self.resyncs += 1
         self._request_resync(sub.topic)

@@ -85,7 +85,7 @@ class MarketRoom(Actor):
         self.state: dict[str, Any] = {}
         self.history: deque[_Entry] = deque(maxlen=hub.settings.history_size)
         self.published = 0
-        self._snapshot_cache: dict[Codec, tuple[int, str]] = {}
+        self._snapshot_cache: dict[tuple[Codec, bool], tuple[int, str]] = {}
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -129,9 +129,8 @@ class MarketRoom(Actor):
                 self.subscribers[id(outbox)] = outbox
         elif type(message) is ResyncRequest:
             if id(message.outbox) in self.subscribers:
-                message.outbox.offer_snapshot(
-                    self.topic, self.seq, self._snapshot_frame(message.outbox.codec)
-                )
+                frame = self._snapshot_frame(message.outbox.codec, resync=True)
+                message.outbox.offer_snapshot(self.topic, self.seq, frame)
         elif type(message) is CatchUp:
             self.hub.caught_up(self.topic)
             await self._catch_up()
@@ -196,16 +195,24 @@ class MarketRoom(Actor):
 
     # -- serving subscribers ----------------------------------------------------------
 
-    def _snapshot_frame(self, codec: Codec, **extra: Any) -> str:
+    def _snapshot_frame(self, codec: Codec, *, resync: bool = False, **extra: Any) -> str:
+        """The snapshot at our seq, encoded once per dialect (and flag) while seq stays."""
+        key = (codec, resync)
         if not extra:
-            cached = self._snapshot_cache.get(codec)
+            cached = self._snapshot_cache.get(key)
             if cached is not None and cached[0] == self.seq:
                 return cached[1]
         frame = codec.encode_snapshot(
-            self.topic, epoch=self.epoch, seq=self.seq, ts=self.ts, state=self.state, **extra
+            self.topic,
+            epoch=self.epoch,
+            seq=self.seq,
+            ts=self.ts,
+            state=self.state,
+            resync=resync,
+            **extra,
         )
         if not extra:
-            self._snapshot_cache[codec] = (self.seq, frame)
+            self._snapshot_cache[key] = (self.seq, frame)
         return frame
 
     def _bring_up_to_date(

@@ -1,0 +1,147 @@
+"""An in-process rt core for tests: actors, engine, hub and connections over memory streams.
+
+No listeners and no sockets, so it runs on Trio's virtual clock (``autojump_clock``): a
+60-second heartbeat or a 10-second write deadline takes no real time. Each client is a
+trio-websocket client on one end of a memory stream whose other end is a Connection actor.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from typing import Any
+
+import trio
+import trio.testing
+from trio_websocket import WebSocketConnection, wrap_client_stream, wrap_server_stream
+
+from actors import ActorSystem, ChildSpec, Restart, Supervisor, open_system
+from rt.connection import Connection, ConnectionStats
+from rt.engine import MemoryEngine
+from rt.hub import Hub
+from rt.settings import Settings
+
+SECRET = "test-secret-" + "x" * 32
+
+
+def settings(**overrides: Any) -> Settings:
+    base = Settings(
+        ws_port=0, http_port=0, demo_feed=False, jwt_secret=SECRET, admin_token="admin-token"
+    )
+    return replace(base, **overrides)
+
+
+class Core:
+    def __init__(self, system: ActorSystem, engine: MemoryEngine, settings: Settings) -> None:
+        self.system = system
+        self.engine = engine
+        self.settings = settings
+        self.hub = Hub(system, engine, settings)
+        self.stats = ConnectionStats()
+        self._ids = 0
+        self.last_path = ""
+
+    async def publish(self, market: int | str, patch: dict[str, Any]) -> int:
+        update = await self.hub.publish(f"market:{market}", patch)
+        return update.seq
+
+    async def serve_stream(
+        self,
+        nursery: trio.Nursery,
+        server_stream: trio.abc.HalfCloseableStream,
+        *,
+        user_id: int | str = 1,
+        scope: frozenset[str] | None = None,
+        settings: Settings | None = None,
+    ) -> str:
+        """Accept a WebSocket on ``server_stream`` and run a Connection actor on it.
+
+        Returns the actor's path. Runs the handshake in ``nursery`` so the caller can drive
+        the client side at the same time.
+        """
+        self._ids += 1
+        name = f"t{self._ids}"
+        conn_settings = settings or self.settings
+
+        async def accept() -> None:
+            request = await wrap_server_stream(nursery, server_stream)
+            ws = await request.accept()
+            await self.system.spawn(
+                ChildSpec(
+                    name,
+                    lambda: Connection(
+                        ws,
+                        hub=self.hub,
+                        settings=conn_settings,
+                        stats=self.stats,
+                        user_id=user_id,
+                        scope=scope,
+                    ),
+                    restart=Restart.TEMPORARY,
+                ),
+                under="conns",
+            )
+
+        nursery.start_soon(accept)
+        return f"conns/{name}"
+
+    @asynccontextmanager
+    async def connect(
+        self,
+        *,
+        user_id: int | str = 1,
+        scope: frozenset[str] | None = None,
+        lockstep: bool = False,
+        settings: Settings | None = None,
+    ) -> AsyncIterator[WebSocketConnection]:
+        """A client WebSocket whose server side is a Connection actor under ``conns``.
+
+        ``lockstep=True`` uses a stream with no buffering at all, so the server's writes block
+        until the client reads: a client that stops reading is a slow consumer at once.
+        """
+        if lockstep:
+            client_stream, server_stream = trio.testing.lockstep_stream_pair()
+        else:
+            client_stream, server_stream = trio.testing.memory_stream_pair()
+        async with trio.open_nursery() as nursery:
+            self.last_path = await self.serve_stream(
+                nursery, server_stream, user_id=user_id, scope=scope, settings=settings
+            )
+            client = await wrap_client_stream(nursery, client_stream, "rt.test", "/ws/odds")
+            try:
+                yield client
+            finally:
+                nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def open_core(**overrides: Any) -> AsyncIterator[Core]:
+    s = settings(**overrides)
+    engine = MemoryEngine(history_size=s.history_size, wall_ms=s.wall_ms)
+    async with open_system() as system:
+        core = Core(system, engine, s)
+        await system.spawn(ChildSpec("rooms", lambda: Supervisor(max_restarts=100)))
+        await system.spawn(ChildSpec("conns", lambda: Supervisor(max_restarts=10_000)))
+        yield core
+
+
+async def send(ws: WebSocketConnection, message: dict[str, Any]) -> None:
+    await ws.send_message(json.dumps(message))
+
+
+async def receive(ws: WebSocketConnection) -> dict[str, Any]:
+    return json.loads(await ws.get_message())  # type: ignore[no-any-return]
+
+
+async def receive_until(
+    ws: WebSocketConnection, match: Callable[[dict[str, Any]], bool]
+) -> list[dict[str, Any]]:
+    """Every message up to and including the first that ``match``es."""
+    seen = []
+    while True:
+        message = await receive(ws)
+        seen.append(message)
+        if match(message):
+            return seen
