@@ -1,0 +1,222 @@
+"""The command line as scripts use it: real processes, real signals, real ports on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import pytest
+
+from rt.auth import verify_token
+from rt.cli import build_settings, main, settings_from_env
+from tests.rt.harness import SECRET
+
+READY = re.compile(r"^rt ready ws=ws://([\d.]+):(\d+) http=http://([\d.]+):(\d+)$")
+RT = [sys.executable, "-m", "rt.cli"]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RT_")}
+    env.update(extra)
+    return env
+
+
+@contextmanager
+def serving(
+    *args: str, env: dict[str, str]
+) -> Iterator[tuple[subprocess.Popen[str], re.Match[str]]]:
+    proc = subprocess.Popen(
+        [*RT, "serve", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 20
+        line = ""
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline().strip()
+            if line.startswith("rt ready") or not line and proc.poll() is not None:
+                break
+        match = READY.match(line)
+        assert match, f"no ready line, got {line!r}"
+        yield proc, match
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_serve_prints_ready_and_exits_cleanly_on_signal(sig: signal.Signals) -> None:
+    env = _env(RT_JWT_SECRET=SECRET, RT_DEMO_FEED="false")
+    with serving("--ws-port", "0", "--http-port", "0", env=env) as (proc, ready):
+        ws_host, ws_port, http_host, http_port = ready.groups()
+        assert ws_host == http_host == "127.0.0.1"
+        assert int(ws_port) > 0 and int(http_port) > 0 and ws_port != http_port
+        health = httpx.get(f"http://127.0.0.1:{http_port}/api/ws/health", timeout=5)
+        assert health.json() == {"connections": 0, "topics": 0, "messages_sent": 0}
+        start = time.monotonic()
+        proc.send_signal(sig)
+        assert proc.wait(timeout=10) == 0
+        assert time.monotonic() - start < 5
+
+
+def test_options_come_from_the_environment_too() -> None:
+    env = _env(RT_JWT_SECRET=SECRET, RT_WS_PORT="0", RT_HTTP_PORT="0", RT_DEMO_FEED="true")
+    with serving(env=env) as (proc, ready):
+        http_port = ready.group(4)
+        health = httpx.get(f"http://127.0.0.1:{http_port}/api/ws/health", timeout=5)
+        assert health.json()["topics"] == 5  # the demo feed publishes its five markets
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+
+
+def test_dev_mode_generates_and_prints_the_secrets_once() -> None:
+    proc = subprocess.Popen(
+        [*RT, "serve", "--dev", "--no-demo-feed", "--ws-port", "0", "--http-port", "0"],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline().strip() for _ in range(3)]
+        assert lines[0].startswith("rt dev: generated RT_JWT_SECRET=")
+        assert lines[1].startswith("rt dev: generated RT_ADMIN_TOKEN=")
+        assert READY.match(lines[2])
+        secret = lines[0].split("=", 1)[1]
+        http_port = READY.match(lines[2]).group(4)  # type: ignore[union-attr]
+        # --dev: the token route needs no admin token, and signs with the printed secret.
+        made = httpx.post(
+            f"http://127.0.0.1:{http_port}/api/ws/token", json={"userId": 1}, timeout=5
+        ).json()
+        assert verify_token(made["token"], secret=secret).user_id == 1
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+
+def test_without_dev_a_missing_secret_is_a_clear_error() -> None:
+    result = subprocess.run(
+        [*RT, "serve", "--ws-port", "0", "--http-port", "0"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert result.returncode == 2
+    assert "RT_JWT_SECRET is not set" in result.stderr
+
+
+def test_a_short_secret_is_refused_at_startup() -> None:
+    result = subprocess.run(
+        [*RT, "serve"], env=_env(RT_JWT_SECRET="short"), capture_output=True, text=True, timeout=20
+    )
+    assert result.returncode == 2
+    assert "at least 32 bytes" in result.stderr
+
+
+def test_settings_defaults_and_env_parsing() -> None:
+    settings = build_settings(
+        _parse(["serve"]), {"RT_IDLE_TIMEOUT_S": "30", "RT_DEMO_MARKETS": "7, 8", "RT_DEV": "yes"}
+    )
+    assert (settings.host, settings.ws_port, settings.http_port) == ("127.0.0.1", 8080, 8081)
+    assert (settings.engine_url, settings.demo_feed) == ("memory", True)
+    assert settings.idle_timeout_s == 30.0
+    assert settings.demo_markets == ("7", "8")
+    assert settings.dev is True
+    flags = build_settings(
+        _parse(["serve", "--host", "0.0.0.0", "--no-demo-feed", "--ws-port", "9"]),
+        {"RT_HOST": "10.0.0.1", "RT_WS_PORT": "1"},
+    )
+    assert (flags.host, flags.ws_port, flags.demo_feed) == ("0.0.0.0", 9, False)
+
+
+def test_a_bad_environment_value_names_the_variable() -> None:
+    with pytest.raises(SystemExit, match="RT_WS_PORT has an invalid value 'x'"):
+        settings_from_env({"RT_WS_PORT": "x"})
+    with pytest.raises(SystemExit, match="RT_DEMO_FEED must be true or false"):
+        settings_from_env({"RT_DEMO_FEED": "maybe"})
+
+
+def test_rt_token_prints_a_verifiable_token(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RT_JWT_SECRET", SECRET)
+    assert main(["token", "--user", "42", "--markets", "1001,1002", "--ttl", "60"]) == 0
+    claims = verify_token(capsys.readouterr().out.strip(), secret=SECRET)
+    assert claims.user_id == 42
+    assert claims.scope_markets == frozenset({"1001", "1002"})
+
+
+def test_rt_tail_prints_the_live_stream() -> None:
+    env = _env(RT_JWT_SECRET=SECRET, RT_DEMO_FEED="false", RT_ADMIN_TOKEN="admin-token")
+    with serving("--ws-port", "0", "--http-port", "0", env=env) as (server, ready):
+        ws_port, http_port = ready.group(2), ready.group(4)
+        tail = subprocess.Popen(
+            [
+                *RT,
+                "tail",
+                "--market",
+                "1001",
+                "--ws",
+                f"ws://127.0.0.1:{ws_port}",
+                "--http",
+                f"http://127.0.0.1:{http_port}",
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        try:
+            assert tail.stdout is not None
+            lines = [json.loads(tail.stdout.readline()) for _ in range(2)]
+            assert [m["type"] for m in lines] == ["ack", "snapshot"]
+            admin = {"Authorization": "Bearer admin-token"}
+            for n in (1, 2):
+                httpx.post(
+                    f"http://127.0.0.1:{http_port}/admin/odds/override",
+                    json={"marketId": 1001, "payload": {"home": n}},
+                    headers=admin,
+                    timeout=5,
+                ).raise_for_status()
+            updates = [json.loads(tail.stdout.readline()) for _ in range(2)]
+            assert [(m["type"], m["seq"], m["payload"]) for m in updates] == [
+                ("odds_update", 1, {"home": 1}),
+                ("odds_update", 2, {"home": 2}),
+            ]
+        finally:
+            tail.kill()
+            tail.wait()
+            assert tail.stdout is not None
+            tail.stdout.close()
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=10) == 0
+
+
+def _parse(argv: list[str]) -> object:
+    import argparse
+
+    from rt import cli
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    cli._serve_parser(sub)
+    return parser.parse_args(argv)
