@@ -112,7 +112,7 @@ def verify_token(
     now = time.time() if now_s is None else now_s
     exp = _numeric_date(payload, "exp")
     if now >= exp + leeway_s:
-        raise AuthError(f"token expired at {exp:g} (now {now:.0f})")
+        raise AuthError(f"token expired at {exp:.0f} (now {now:.0f})")
     for claim in ("iat", "nbf"):
         if claim in payload and _numeric_date(payload, claim) > now + leeway_s:
             raise AuthError(f"token is not valid yet ({claim} is in the future)")

@@ -87,7 +87,9 @@ class KMarketClient:
         view = self.markets.setdefault(market, MarketView())
         seq = message["seq"]
         if kind == "snapshot":
-            if seq < view.seq:
+            new_epoch = message.get("epoch")
+            same_history = view.epoch is None or new_epoch is None or new_epoch == view.epoch
+            if same_history and seq < view.seq:
                 raise ContractViolation(f"market {market}: snapshot at {seq} after {view.seq}")
             view.seq, view.state, view.epoch = seq, message["payload"], message.get("epoch")
             view.snapshots += 1

@@ -9,9 +9,9 @@
   last step of the slow-consumer policy (see rt/outbox.py for the first two).
 - The heartbeat sends a WebSocket ping every ``ping_interval_s``.
 
-Close codes (docs/protocol/kmarket.md): 1000 normal, 1001 server going away, 1008
-UNAUTHORIZED, 1009 message too big (from trio-websocket), 4000 HEARTBEAT_TIMEOUT,
-4001 SLOW_CONSUMER.
+Close codes (docs/protocol/kmarket.md): 1000 normal, 1001 server going away, 1009 message
+too big (from trio-websocket), 4000 HEARTBEAT_TIMEOUT, 4001 SLOW_CONSUMER. A bad token never
+gets this far: the listener refuses the handshake with HTTP 401.
 """
 
 from __future__ import annotations

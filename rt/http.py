@@ -183,12 +183,14 @@ def create_app(server: Server) -> FastAPI:
                 f"{gone.first_seq}); fetch the snapshot",
                 firstSeq=gone.first_seq,
             ) from None
-        epoch, _ = server.engine.position(topic)
+        epoch, latest = server.engine.position(topic)
         wire_id = market_id(mid)
         return UpdatesResponse(
             marketId=wire_id,
             fromSeq=since_seq,
-            toSeq=found[-1].seq if found else since_seq,
+            # Never past the server's seq: a client ahead of it (another epoch) must not keep
+            # an offset the server has not reached.
+            toSeq=found[-1].seq if found else min(since_seq, latest),
             epoch=epoch,
             updates=[
                 {

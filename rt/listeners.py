@@ -66,6 +66,9 @@ class WebSocketListener(Actor):
             return
         token = parse_qs(query).get("token", [""])[0]
         settings = self.server.settings
+        if not token:
+            await _reject(request, 401, "UNAUTHORIZED", "missing token: connect to ?token=<JWT>")
+            return
         try:
             claims = verify_token(token, secret=settings.jwt_secret, leeway_s=settings.jwt_leeway_s)
         except AuthError as exc:

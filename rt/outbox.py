@@ -214,12 +214,16 @@ class Outbox:
         sub.pending = entry
         self._enqueue(entry)
 
-    def offer_snapshot(self, topic: str, seq: int, frame: str) -> None:
-        """A snapshot of ``topic`` at ``seq``: supersedes whatever of it is still queued."""
+    def offer_snapshot(self, topic: str, seq: int, frame: str, *, reset: bool = False) -> None:
+        """A snapshot of ``topic`` at ``seq``: supersedes whatever of it is still queued.
+
+        ``reset``: the position the client holds means nothing here (another epoch, e.g. a
+        resume ahead of the server), so the snapshot replaces it even at a lower seq.
+        """
         sub = self._subs.get(topic)
         if sub is None or self.closed:
             return
-        if not sub.awaiting_snapshot and seq < sub.seq:
+        if not reset and not sub.awaiting_snapshot and seq < sub.seq:
             return  # older than what the client already has queued
         fresh = _Sub(topic, seq, awaiting_snapshot=False)
         self._end_sub(sub)

@@ -237,7 +237,10 @@ class MarketRoom(Actor):
                 )
             return
         frame = self._snapshot_frame(codec, recovered=False, reason=reason)
-        outbox.offer_snapshot(self.topic, self.seq, frame)
+        # The client's position is not ours to compare with (it may be ahead of us after an
+        # epoch change): the snapshot must replace it, or the client would drop every update
+        # until the seq it had.
+        outbox.offer_snapshot(self.topic, self.seq, frame, reset=True)
         if notice:
             outbox.send_notice(
                 self.topic,

@@ -80,8 +80,8 @@ async def raw_client(
 async def ended(core: Core, path: str) -> float:
     """Wait for the actor at ``path`` to end; return the virtual time it ended at."""
     done = trio.Event()
-    while core.system.lookup(path) is None:
-        await trio.sleep(0)  # the spawn is finishing in the handshake task
+    await trio.testing.wait_all_tasks_blocked()  # the spawn finishes in the handshake task
+    assert core.system.lookup(path) is not None
     core.system.monitor(path, lambda _down: done.set())
     await done.wait()
     return trio.current_time()

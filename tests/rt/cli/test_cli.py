@@ -46,7 +46,7 @@ def serving(
         line = ""
         while time.monotonic() < deadline:
             line = proc.stdout.readline().strip()
-            if line.startswith("rt ready") or not line and proc.poll() is not None:
+            if line.startswith("rt ready") or (not line and proc.poll() is not None):
                 break
         match = READY.match(line)
         assert match, f"no ready line, got {line!r}"

@@ -285,7 +285,8 @@ def test_resume_respects_scope() -> None:
         (
             '{"type":"subscribe","markets":[true]}',
             "INVALID_MESSAGE",
-            "expected each market id to be a number or a name of 1-64 characters [A-Za-z0-9_.:-], got true",
+            "expected each market id to be a number or a name of 1-64 characters "
+            "[A-Za-z0-9_.:-], got true",
         ),
         (
             '{"type":"unsubscribe","markets":"1001"}',
@@ -311,7 +312,8 @@ def test_resume_respects_scope() -> None:
         (
             '{"type":"resume","offsets":{"a b":1}}',
             "INVALID_MESSAGE",
-            'expected each offsets key to be a number or a name of 1-64 characters [A-Za-z0-9_.:-], got "a b"',
+            "expected each offsets key to be a number or a name of 1-64 characters "
+            '[A-Za-z0-9_.:-], got "a b"',
         ),
         (
             '{"type":"resume","offsets":{"1":{"seq":1,"epoch":5}}}',
