@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
@@ -27,9 +27,20 @@ from actors import Actor
 
 from .hub import Hub
 from .outbox import Outbox
-from .protocol._base import Join, Leave, Send
-from .protocol.kmarket import CODEC, KMarketSession
+from .protocol._base import (
+    FROM_LAST_DELIVERED,
+    Codec,
+    Join,
+    Leave,
+    ProtocolError,
+    Send,
+    Session,
+    Submit,
+)
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .desk import DeskClient
 
 log = logging.getLogger(__name__)
 
@@ -62,20 +73,19 @@ class Connection(Actor):
         settings: Settings,
         stats: ConnectionStats,
         user_id: int | str,
-        scope: frozenset[str] | None,
+        session: Session,
+        codec: Codec,
+        desk: DeskClient | None = None,
     ) -> None:
         self.ws = ws
         self.hub = hub
         self.settings = settings
         self.stats = stats
         self.user_id = user_id
-        self.session = KMarketSession(
-            scope=scope,
-            max_markets=settings.max_markets_per_connection,
-            wall_ms=settings.wall_ms,
-        )
+        self.session = session
+        self.desk = desk
         self.outbox = Outbox(
-            CODEC,
+            codec,
             capacity=settings.outbox_capacity,
             high_water=settings.outbox_high_water,
             control_capacity=settings.control_capacity,
@@ -90,9 +100,9 @@ class Connection(Actor):
         stats = self.outbox.statistics()
         return {
             "user": self.user_id,
-            "dialect": CODEC.name,
+            "dialect": self.outbox.codec.name,
             "remote": str(self.ws.remote),
-            "subscriptions": len(self.session.subscribed),
+            "subscriptions": self.session.subscriptions(),
             "outbox_depth": stats.depth,
             "outbox_capacity": stats.capacity,
             "sent": stats.sent,
@@ -103,6 +113,7 @@ class Connection(Actor):
     async def run(self) -> None:
         self.stats.open += 1
         self.stats.accepted += 1
+        self.hub.user_connected(self.user_id)
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -114,6 +125,7 @@ class Connection(Actor):
         finally:
             self.stats.open -= 1
             self.outbox.close()
+            self.hub.user_disconnected(self.user_id, self.outbox)
             for topic in self.outbox.topics():
                 self.hub.leave(topic, self.outbox)
         if self._close is not None:
@@ -134,6 +146,7 @@ class Connection(Actor):
     async def _read(self) -> None:
         idle_s = self.settings.idle_timeout_s
         ws = self.ws
+        await self._carry_out(self.session.opened())
         with self._idle:
             self._idle.deadline = trio.current_time() + idle_s
             try:
@@ -145,21 +158,38 @@ class Connection(Actor):
                         actions = self.session.handle_text(message)
                     else:
                         actions = self.session.handle_binary()
-                    for action in actions:
-                        if type(action) is Send:
-                            self.outbox.send_text(action.text)
-                        elif type(action) is Join:
-                            await self.hub.join(
-                                action.topic, self.outbox, since=action.since, epoch=action.epoch
-                            )
-                        elif type(action) is Leave:
-                            self.hub.leave(action.topic, self.outbox)
+                    await self._carry_out(actions)
             except ConnectionClosed:
                 return
         if self._idle.cancelled_caught:
             self.stats.heartbeat_timeouts += 1
             log.info("%s: no frame for %.0f s, closing", self.path, idle_s)
             self._end(CLOSE_HEARTBEAT_TIMEOUT, "HEARTBEAT_TIMEOUT")
+
+    async def _carry_out(self, actions: list[Any]) -> None:
+        for action in actions:
+            if type(action) is Send:
+                self.outbox.send_text(action.text)
+            elif type(action) is Join:
+                since = action.since
+                if since == FROM_LAST_DELIVERED:
+                    since = self.hub.user_position(self.user_id)
+                await self.hub.join(
+                    action.topic,
+                    self.outbox,
+                    since=since,
+                    epoch=action.epoch,
+                    announce=action.announce,
+                )
+            elif type(action) is Leave:
+                self.hub.leave(action.topic, self.outbox)
+            elif type(action) is Submit:
+                answer: Any
+                if self.desk is None:
+                    answer = ProtocolError("UNAVAILABLE", "tickets are not taken on this server")
+                else:
+                    answer = await self.desk.submit(self.user_id, action.ticket)
+                self.outbox.send_text(self.session.ticket_answer(answer))
 
     # -- writing ---------------------------------------------------------------------------
 

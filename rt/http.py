@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
-from .auth import issue_token
+from .auth import AuthError, issue_token, verify_token
 from .model import HistoryGone
 from .protocol._base import ProtocolError
 from .protocol.kmarket import market_id, parse_market_id, topic_of
@@ -212,6 +212,32 @@ def create_app(server: Server) -> FastAPI:
             topics=len(server.engine.topics()),
             messages_sent=server.stats.messages_sent,
         )
+
+    @app.post("/api/tickets", tags=["tickets"], status_code=202)
+    async def submit_ticket(request: Request) -> JSONResponse:
+        """Submit a ticket ``{ticketId, selections:[{eventId, marketId, outcomeId, odds}],
+        stake}`` with ``Authorization: Bearer <the user's token>``. 202 with
+        ``{ticketId, status:"pending", duplicate:false}``; the result comes as ``bet_result``
+        on the user's WebSocket stream. Submitting a ticketId again answers 200 with the
+        first submission's result (or ``pending``) and ``duplicate: true``."""
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        try:
+            if scheme.lower() != "bearer" or not token.strip():
+                raise AuthError("this route needs Authorization: Bearer <the user's token>")
+            claims = verify_token(
+                token.strip(), secret=settings.jwt_secret, leeway_s=settings.jwt_leeway_s
+            )
+        except AuthError as exc:
+            raise ApiError(401, "UNAUTHORIZED", str(exc)) from None
+        try:
+            body = await request.json()
+        except ValueError:
+            raise ApiError(400, "INVALID_TICKET", "the body is not valid JSON") from None
+        answer = await server.desk.submit(claims.user_id, body)
+        if isinstance(answer, ProtocolError):
+            status = 503 if answer.code == "SERVICE_UNAVAILABLE" else 400
+            raise ApiError(status, answer.code, answer.message)
+        return JSONResponse(answer, status_code=200 if answer.get("duplicate") else 202)
 
     @app.post("/admin/odds/override", response_model=OverrideResponse, tags=["admin"])
     async def override(body: OverrideRequest, request: Request) -> OverrideResponse:

@@ -24,14 +24,20 @@ from actors import (
 )
 
 from .engine import Engine
-from .model import Json, Update, UpdateKind
+from .model import USER_PREFIX, Json, Update, UpdateKind, user_topic
 from .outbox import Outbox
-from .room import CatchUp, JoinRoom, MarketRoom, ResyncRequest
+from .room import CatchUp, JoinRoom, MarketRoom, ResyncRequest, UserRoom
 from .settings import Settings
 
 log = logging.getLogger(__name__)
 
 ROOMS = "rooms"
+USERS = "users"
+
+
+def room_path(topic: str) -> str:
+    """Users' private streams live under ``users``, every other topic under ``rooms``."""
+    return f"{USERS if topic.startswith(USER_PREFIX) else ROOMS}/{topic}"
 
 
 class Hub:
@@ -41,6 +47,8 @@ class Hub:
         self.settings = settings
         self._subscribers: dict[str, dict[int, Outbox]] = {}
         self._behind: set[str] = set()  # rooms sent a CatchUp they have not handled yet
+        self._user_connections: dict[str, int] = {}
+        self._user_positions: dict[str, int] = {}
         self.messages_published = 0
         engine.add_listener(self._on_update)
 
@@ -52,7 +60,7 @@ class Hub:
     def _on_update(self, update: Update) -> None:
         """Called by the engine for every update, in seq order per topic. Never blocks."""
         self.messages_published += 1
-        room = self.system.lookup(f"{ROOMS}/{update.topic}")
+        room = self.system.lookup(room_path(update.topic))
         if room is None or update.topic in self._behind:
             return
         try:
@@ -75,11 +83,18 @@ class Hub:
         return sum(len(s) for s in self._subscribers.values())
 
     async def join(
-        self, topic: str, outbox: Outbox, *, since: int | None, epoch: str | None
+        self,
+        topic: str,
+        outbox: Outbox,
+        *,
+        since: int | None,
+        epoch: str | None,
+        announce: bool = True,
     ) -> None:
         """Subscribe ``outbox`` to ``topic``: from a snapshot, or resuming after ``since``."""
-        outbox.expect(topic, since)
-        message = JoinRoom(outbox, since, epoch)
+        # A user's private stream is lossless: never coalesced or resynced, see Outbox.
+        outbox.expect(topic, since, lossless=topic.startswith(USER_PREFIX))
+        message = JoinRoom(outbox, since, epoch, announce)
         while True:
             room = await self._room(topic)
             try:
@@ -98,29 +113,56 @@ class Hub:
                 del self._subscribers[topic]
 
     def request_resync(self, topic: str, outbox: Outbox) -> None:
-        room = self.system.lookup(f"{ROOMS}/{topic}")
+        room = self.system.lookup(room_path(topic))
         if room is not None:
             # Bounded: an outbox asks at most once per topic until its snapshot arrives.
             room._cell.mailbox.put_control(ResyncRequest(outbox))
 
     async def _room(self, topic: str) -> ActorRef:
-        path = f"{ROOMS}/{topic}"
+        path = room_path(topic)
+        under, _, name = path.partition("/")
+        kind = UserRoom if under == USERS else MarketRoom
         while True:
             room = self.system.lookup(path)
             if room is not None:
                 return room
-            spec = ChildSpec(topic, lambda: MarketRoom(topic, self), restart=Restart.TRANSIENT)
+            spec = ChildSpec(name, lambda: kind(topic, self), restart=Restart.TRANSIENT)
             try:
-                return await self.system.spawn(spec, under=ROOMS)
+                return await self.system.spawn(spec, under=under)
             except NameTaken:
                 # Another join started it, or it is restarting after a crash: look again soon.
                 await trio.sleep(0.005)
+
+    # -- users --------------------------------------------------------------------------
+
+    def user_connections(self, user_id: int | str) -> int:
+        return self._user_connections.get(str(user_id), 0)
+
+    def user_connected(self, user_id: int | str) -> None:
+        key = str(user_id)
+        self._user_connections[key] = self._user_connections.get(key, 0) + 1
+
+    def user_disconnected(self, user_id: int | str, outbox: Outbox) -> None:
+        """Remember how far this user's stream got, so a later connection resumes there."""
+        key = str(user_id)
+        left = self._user_connections.get(key, 1) - 1
+        if left > 0:
+            self._user_connections[key] = left
+        else:
+            self._user_connections.pop(key, None)
+        sent = outbox.sent_position(user_topic(user_id))
+        if sent is not None and sent > self._user_positions.get(key, 0):
+            self._user_positions[key] = sent
+
+    def user_position(self, user_id: int | str) -> int:
+        """The last seq of the user's stream written to any of its connections (0: none)."""
+        return self._user_positions.get(str(user_id), 0)
 
     def statistics(self) -> dict[str, Any]:
         return {
             "topics": len(self.engine.topics()),
             "rooms": sum(1 for p in self.system.registry.paths() if p.startswith(ROOMS + "/")),
+            "users": sum(1 for p in self.system.registry.paths() if p.startswith(USERS + "/")),
             "subscriptions": self.subscriber_count(),
             "published": self.messages_published,
         }
-

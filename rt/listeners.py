@@ -17,13 +17,12 @@ from actors import Actor, ChildSpec, Restart
 
 from .auth import AuthError, verify_token
 from .connection import CLOSE_GOING_AWAY, Connection
+from .dialects import BY_PATH, SessionContext
 
 if TYPE_CHECKING:
     from .server import Server
 
 log = logging.getLogger(__name__)
-
-KMARKET_PATH = "/ws/odds"
 
 
 class WebSocketListener(Actor):
@@ -61,10 +60,12 @@ class WebSocketListener(Actor):
 
     async def _handle(self, request: WebSocketRequest) -> None:
         path, _, query = request.path.partition("?")
-        if path != KMARKET_PATH:
+        dialect = BY_PATH.get(path)
+        if dialect is None:
             await _reject(request, 404, "NOT_FOUND", f"no WebSocket endpoint at {path}")
             return
-        token = parse_qs(query).get("token", [""])[0]
+        params = parse_qs(query)
+        token = params.get("token", [""])[0]
         settings = self.server.settings
         if not token:
             await _reject(request, 401, "UNAUTHORIZED", "missing token: connect to ?token=<JWT>")
@@ -74,10 +75,33 @@ class WebSocketListener(Actor):
         except AuthError as exc:
             await _reject(request, 401, "UNAUTHORIZED", str(exc))
             return
+        if dialect.user_in_query:
+            claimed = params.get("userId", [""])[0]
+            if claimed != str(claims.user_id):
+                await _reject(
+                    request,
+                    401,
+                    "UNAUTHORIZED",
+                    f"the token is for user {claims.user_id}, not for userId={claimed!r}",
+                )
+                return
         ws = await request.accept()
+        server = self.server
+        if server.hub.user_connections(claims.user_id) >= settings.max_connections_per_user:
+            # Accepted first, so that the client can read why (a browser cannot read a
+            # refused handshake's body).
+            limit = settings.max_connections_per_user
+            text = dialect.encode_error(
+                "TOO_MANY_CONNECTIONS",
+                f"user {claims.user_id} already has {limit} connections open (the limit)",
+            )
+            with trio.move_on_after(2):
+                await ws.send_message(text)
+                await ws.aclose(1008, "TOO_MANY_CONNECTIONS")
+            return
         self._next_id += 1
         name = f"c{self._next_id}"
-        server = self.server
+        session = dialect.new_session(SessionContext(claims, name, settings))
         spec = ChildSpec(
             name,
             lambda: Connection(
@@ -86,7 +110,9 @@ class WebSocketListener(Actor):
                 settings=settings,
                 stats=server.stats,
                 user_id=claims.user_id,
-                scope=claims.scope_markets,
+                session=session,
+                codec=dialect.codec,
+                desk=server.desk,
             ),
             restart=Restart.TEMPORARY,
             shutdown_timeout_s=3.0,

@@ -42,11 +42,24 @@ class _Sub:
     """One subscription to a topic, as the outbox sees it. Replaced (not reset) on resync, so
     entries queued for an older one are recognised and skipped by the writer."""
 
-    __slots__ = ("active", "awaiting_snapshot", "pending", "queued", "seq", "topic")
+    __slots__ = (
+        "active",
+        "awaiting_snapshot",
+        "lossless",
+        "pending",
+        "queued",
+        "sent",
+        "seq",
+        "topic",
+    )
 
-    def __init__(self, topic: str, seq: int, *, awaiting_snapshot: bool) -> None:
+    def __init__(
+        self, topic: str, seq: int, *, awaiting_snapshot: bool, lossless: bool = False
+    ) -> None:
         self.topic = topic
         self.seq = seq
+        self.sent: int | None = None  # the last seq handed to the writer
+        self.lossless = lossless
         self.awaiting_snapshot = awaiting_snapshot
         self.active = True
         self.queued = 0  # its entries still in the queue
@@ -138,13 +151,17 @@ class Outbox:
 
     # -- the connection's side ------------------------------------------------------------
 
-    def expect(self, topic: str, since: int | None) -> None:
-        """About to join ``topic``: from a snapshot (None) or resuming after seq ``since``."""
+    def expect(self, topic: str, since: int | None, *, lossless: bool = False) -> None:
+        """About to join ``topic``: from a snapshot (None) or resuming after seq ``since``.
+
+        A ``lossless`` topic (a user's private stream) is never coalesced or resynced: when
+        it would have to be, the connection is closed as slow instead, and the client resumes.
+        """
         self._drop_sub(topic)
         if since is None:
-            self._subs[topic] = _Sub(topic, 0, awaiting_snapshot=True)
+            self._subs[topic] = _Sub(topic, 0, awaiting_snapshot=True, lossless=lossless)
         else:
-            self._subs[topic] = _Sub(topic, since, awaiting_snapshot=False)
+            self._subs[topic] = _Sub(topic, since, awaiting_snapshot=False, lossless=lossless)
 
     def forget(self, topic: str) -> None:
         """Unsubscribed: nothing more of ``topic`` is sent, including what is queued."""
@@ -156,6 +173,11 @@ class Outbox:
         if sub is None or sub.awaiting_snapshot:
             return None
         return sub.seq
+
+    def sent_position(self, topic: str) -> int | None:
+        """The last seq of ``topic`` handed to the writer (None: nothing yet)."""
+        sub = self._subs.get(topic)
+        return None if sub is None else sub.sent
 
     def wants(self, topic: str) -> bool:
         return topic in self._subs and not self.closed
@@ -192,7 +214,11 @@ class Outbox:
             return
         sub.seq = update.seq
         depth = len(self)
-        if depth >= self.high_water:
+        if sub.lossless:
+            if depth >= self.capacity:
+                self._on_overflow()
+                return
+        elif depth >= self.high_water:
             pending = sub.pending
             if pending is not None and pending.kind == "patch" and update.kind == "patch":
                 merged = compose(pending.patch, update.data)
@@ -225,7 +251,7 @@ class Outbox:
             return
         if not reset and not sub.awaiting_snapshot and seq < sub.seq:
             return  # older than what the client already has queued
-        fresh = _Sub(topic, seq, awaiting_snapshot=False)
+        fresh = _Sub(topic, seq, awaiting_snapshot=False, lossless=sub.lossless)
         self._end_sub(sub)
         self._subs[topic] = fresh
         self._enqueue(_Entry(fresh, frame, kind="snapshot", seq=seq))
@@ -264,6 +290,8 @@ class Outbox:
                     continue
                 if sub.pending is entry:
                     sub.pending = None
+                if entry.kind != "notice":
+                    sub.sent = entry.seq
                 if entry.frame is None:
                     entry.frame = self.codec.encode_conflated(
                         sub.topic,
@@ -297,7 +325,12 @@ class Outbox:
     def _resync(self, sub: _Sub) -> None:
         if sub.awaiting_snapshot:
             return
+        if sub.lossless:  # a snapshot would skip private messages: close, the client resumes
+            self._on_overflow()
+            return
         self._end_sub(sub)
-        self._subs[sub.topic] = _Sub(sub.topic, sub.seq, awaiting_snapshot=True)
+        self._subs[sub.topic] = _Sub(
+            sub.topic, sub.seq, awaiting_snapshot=True, lossless=sub.lossless
+        )
         self.resyncs += 1
         self._request_resync(sub.topic)

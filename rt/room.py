@@ -45,6 +45,7 @@ class JoinRoom:
     outbox: Outbox
     since: int | None = None
     epoch: str | None = None
+    announce: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +126,9 @@ class MarketRoom(Actor):
         elif type(message) is JoinRoom:
             outbox = message.outbox
             if outbox.wants(self.topic):  # it may have left again before we got here
-                self._bring_up_to_date(outbox, message.since, message.epoch, notice=True)
+                self._bring_up_to_date(
+                    outbox, message.since, message.epoch, notice=message.announce
+                )
                 self.subscribers[id(outbox)] = outbox
         elif type(message) is ResyncRequest:
             if id(message.outbox) in self.subscribers:
@@ -267,3 +270,9 @@ class MarketRoom(Actor):
             return []
         start = since + 1 - history[0].update.seq
         return [history[i] for i in range(max(0, start), len(history))]
+
+
+class UserRoom(MarketRoom):
+    """A user's private stream (``user:<id>``): the same contract, under ``users``."""
+
+    kind: ClassVar[str] = "user"

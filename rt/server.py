@@ -3,6 +3,8 @@
     root (one_for_one)
     ├── engine      the engine's actor: owns it, shows it in the tree, closes it last
     ├── rooms       supervisor: one MarketRoom per topic with subscribers (transient)
+    ├── users       supervisor: one UserRoom per user stream with subscribers (transient)
+    ├── desks       supervisor: the ticket desk
     ├── conns       supervisor: one Connection per WebSocket (temporary)
     ├── feeds       supervisor: the demo odds feed (permanent)
     ├── http        Hypercorn listener
@@ -26,6 +28,7 @@ from actors import Actor, ActorSystem, ChildSpec, Strategy, Supervisor, open_sys
 from .auth import MIN_SECRET_BYTES
 from .connection import ConnectionStats
 from .demo import DemoFeed
+from .desk import DESK_PATH, DeskClient, SimulatedMts, TicketDesk
 from .engine import Engine, MemoryEngine, open_engine
 from .hub import Hub
 from .listeners import HttpListener, WebSocketListener
@@ -55,6 +58,7 @@ class Server:
         self.system = system
         self.engine = engine
         self.hub = Hub(system, engine, settings)
+        self.desk = DeskClient(system)
         self.stats = ConnectionStats()
         self.ws_port = settings.ws_port
         self.http_port = settings.http_port
@@ -112,6 +116,17 @@ async def open_server(settings: Settings) -> AsyncIterator[Server]:
                 shutdown_timeout_s=10.0,
             )
         )
+        await system.spawn(
+            ChildSpec(
+                "users",
+                lambda: Supervisor(max_restarts=100, period_s=10.0),
+                shutdown_timeout_s=10.0,
+            )
+        )
+        mts = SimulatedMts(latency_s=settings.mts_latency_s, max_stake=settings.mts_max_stake)
+        desks, _, desk_name = DESK_PATH.partition("/")
+        desk = ChildSpec(desk_name, lambda: TicketDesk(engine, hub.publish, mts))
+        await system.spawn(ChildSpec(desks, lambda: Supervisor([desk])))
         await system.spawn(
             ChildSpec(
                 "conns",

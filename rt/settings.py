@@ -38,9 +38,14 @@ class Settings:
     write_deadline_s: float = 10.0
     max_message_bytes: int = 64 * 1024
     max_markets_per_connection: int = 500
+    max_connections_per_user: int = 5
     outbox_capacity: int = 1024
     outbox_high_water: int = 768
     control_capacity: int = 256
+
+    # tickets
+    mts_latency_s: float = 0.2
+    mts_max_stake: float = 10_000.0
 
     # topics
     history_size: int = 1000

@@ -43,6 +43,8 @@ class Join:
     topic: str
     since: int | None = None
     epoch: str | None = None
+    #: Say afterwards whether it was recovered (a ``resumed`` message); off for implicit joins.
+    announce: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +52,35 @@ class Leave:
     topic: str
 
 
-Action = Send | Join | Leave
+@dataclass(frozen=True, slots=True)
+class Submit:
+    """Submit a ticket for the connection's user; the answer goes back through the session."""
+
+    ticket: Json
+
+
+#: ``Join.since`` for a user's private stream: from where that user's connections last got to.
+FROM_LAST_DELIVERED = -1
+
+Action = Send | Join | Leave | Submit
+
+
+class Session(Protocol):
+    """One connection's protocol state, for one dialect. Never raises for bad input."""
+
+    def opened(self) -> list[Action]:
+        """What to do as soon as the connection is open."""
+        ...
+
+    def handle_text(self, text: str) -> list[Action]: ...
+
+    def handle_binary(self) -> list[Action]: ...
+
+    def subscriptions(self) -> int: ...
+
+    def ticket_answer(self, answer: Json) -> str:
+        """The text that answers a Submit (the desk's receipt, or its error)."""
+        ...
 
 
 class Codec(Protocol):

@@ -188,6 +188,15 @@ class KMarketSession:
         self._wall_ms = wall_ms
         self.subscribed: dict[str, None] = {}  # insertion-ordered set of canonical ids
 
+    def opened(self) -> list[Action]:
+        return []
+
+    def subscriptions(self) -> int:
+        return len(self.subscribed)
+
+    def ticket_answer(self, answer: Json) -> str:
+        raise TypeError("the KMarket dialect has no tickets")
+
     def handle_binary(self) -> list[Action]:
         return [
             Send(

@@ -18,7 +18,10 @@ import trio.testing
 from trio_websocket import WebSocketConnection, wrap_client_stream, wrap_server_stream
 
 from actors import ActorSystem, ChildSpec, Restart, Supervisor, open_system
+from rt.auth import Claims
 from rt.connection import Connection, ConnectionStats
+from rt.desk import DESK_PATH, DeskClient, SimulatedMts, TicketDesk
+from rt.dialects import KMARKET, Dialect, SessionContext
 from rt.engine import MemoryEngine
 from rt.hub import Hub
 from rt.settings import Settings
@@ -39,6 +42,7 @@ class Core:
         self.engine = engine
         self.settings = settings
         self.hub = Hub(system, engine, settings)
+        self.desk = DeskClient(system)
         self.stats = ConnectionStats()
         self._ids = 0
         self.last_path = ""
@@ -55,6 +59,7 @@ class Core:
         user_id: int | str = 1,
         scope: frozenset[str] | None = None,
         settings: Settings | None = None,
+        dialect: Dialect = KMARKET,
     ) -> str:
         """Accept a WebSocket on ``server_stream`` and run a Connection actor on it.
 
@@ -64,6 +69,9 @@ class Core:
         self._ids += 1
         name = f"t{self._ids}"
         conn_settings = settings or self.settings
+
+        claims = Claims(user_id=user_id, scope_markets=scope, expires_at_ms=0)
+        session = dialect.new_session(SessionContext(claims, name, conn_settings))
 
         async def accept() -> None:
             request = await wrap_server_stream(nursery, server_stream)
@@ -77,7 +85,9 @@ class Core:
                         settings=conn_settings,
                         stats=self.stats,
                         user_id=user_id,
-                        scope=scope,
+                        session=session,
+                        codec=dialect.codec,
+                        desk=self.desk,
                     ),
                     restart=Restart.TEMPORARY,
                 ),
@@ -95,6 +105,7 @@ class Core:
         scope: frozenset[str] | None = None,
         lockstep: bool = False,
         settings: Settings | None = None,
+        dialect: Dialect = KMARKET,
     ) -> AsyncIterator[WebSocketConnection]:
         """A client WebSocket whose server side is a Connection actor under ``conns``.
 
@@ -107,9 +118,14 @@ class Core:
             client_stream, server_stream = trio.testing.memory_stream_pair()
         async with trio.open_nursery() as nursery:
             self.last_path = await self.serve_stream(
-                nursery, server_stream, user_id=user_id, scope=scope, settings=settings
+                nursery,
+                server_stream,
+                user_id=user_id,
+                scope=scope,
+                settings=settings,
+                dialect=dialect,
             )
-            client = await wrap_client_stream(nursery, client_stream, "rt.test", "/ws/odds")
+            client = await wrap_client_stream(nursery, client_stream, "rt.test", dialect.path)
             try:
                 yield client
             finally:
@@ -123,6 +139,10 @@ async def open_core(**overrides: Any) -> AsyncIterator[Core]:
     async with open_system() as system:
         core = Core(system, engine, s)
         await system.spawn(ChildSpec("rooms", lambda: Supervisor(max_restarts=100)))
+        await system.spawn(ChildSpec("users", lambda: Supervisor(max_restarts=100)))
+        mts = SimulatedMts(latency_s=s.mts_latency_s, max_stake=s.mts_max_stake)
+        desk = ChildSpec(DESK_PATH.split("/")[1], lambda: TicketDesk(engine, core.hub.publish, mts))
+        await system.spawn(ChildSpec(DESK_PATH.split("/")[0], lambda: Supervisor([desk])))
         await system.spawn(ChildSpec("conns", lambda: Supervisor(max_restarts=10_000)))
         yield core
 

@@ -240,6 +240,7 @@ async def test_unmergeable_backlog_is_replaced_by_one_resync_snapshot(autojump_c
         resyncs = [m for m in seen if m["type"] == "snapshot"]
         assert len(resyncs) >= 1 and all(m.get("resync") for m in resyncs)
         assert seen[-1]["seq"] == 31
-        conn = core.system.tree()["children"][1]["children"][0]
+        (conns,) = [c for c in core.system.tree()["children"] if c["name"] == "conns"]
+        conn = conns["children"][0]
         assert conn["info"]["resyncs"] >= 1
         nursery.cancel_scope.cancel()
