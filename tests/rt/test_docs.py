@@ -1,9 +1,10 @@
-"""Runs every ``exchange`` example of docs/protocol/kmarket.md against a real connection.
+"""Runs every ``exchange`` example of docs/protocol/*.md against a real connection.
 
 In a block, ``> text`` is sent by the client, ``< json`` must be the next message the server
-sends ("*" matches any value), and ``! publish <market> <json patch>`` is a producer's
-publish. Options after ``exchange``: ``scope=1001,1002`` (the token's markets) and any
-integer setting such as ``history_size=2``.
+sends ("*" matches any value), and ``! publish <market or topic> <json patch>`` is a
+producer's publish (a bare number is a KMarket market). Options after ``exchange``:
+``scope=1001,1002`` (the token's markets), ``user=u1``, and any numeric setting such as
+``history_size=2``.
 """
 
 from __future__ import annotations
@@ -16,10 +17,18 @@ from typing import Any
 import pytest
 import trio
 
+from rt.dialects import KMARKET, UOF, Dialect
 from tests.rt.harness import open_core
 
-DOC = Path(__file__).parents[2] / "docs" / "protocol" / "kmarket.md"
-BLOCKS = re.findall(r"```exchange([^\n]*)\n(.*?)```", DOC.read_text(), re.S)
+DOCS = Path(__file__).parents[2] / "docs" / "protocol"
+DIALECTS = {"kmarket.md": KMARKET, "uof.md": UOF}
+BLOCKS = [
+    (name, options, body)
+    for name in DIALECTS
+    for options, body in re.findall(
+        r"```exchange([^\n]*)\n(.*?)```", (DOCS / name).read_text(), re.S
+    )
+]
 
 
 def matches(expected: Any, actual: Any) -> bool:
@@ -40,24 +49,32 @@ def matches(expected: Any, actual: Any) -> bool:
     return bool(expected == actual and type(expected) is type(actual))
 
 
-def test_the_doc_has_examples() -> None:
-    assert len(BLOCKS) >= 6
+def test_each_doc_has_examples() -> None:
+    for name in DIALECTS:
+        assert sum(1 for doc, _, _ in BLOCKS if doc == name) >= 4
 
 
 @pytest.mark.parametrize(
-    ("options", "body"), BLOCKS, ids=[f"example{i}" for i in range(len(BLOCKS))]
+    ("doc", "options", "body"), BLOCKS, ids=[f"{b[0]}-{i}" for i, b in enumerate(BLOCKS)]
 )
-async def test_doc_example(options: str, body: str) -> None:
+async def test_doc_example(doc: str, options: str, body: str) -> None:
+    dialect: Dialect = DIALECTS[doc]
     overrides: dict[str, Any] = {}
     scope = None
+    user: int | str = 1
     for option in options.split():
         key, _, value = option.partition("=")
         if key == "scope":
             scope = frozenset(value.split(","))
+        elif key == "user":
+            user = value
         else:
-            overrides[key] = int(value)
+            overrides[key] = float(value) if "." in value else int(value)
     with trio.fail_after(10):
-        async with open_core(**overrides) as core, core.connect(scope=scope) as ws:
+        async with (
+            open_core(**overrides) as core,
+            core.connect(scope=scope, user_id=user, dialect=dialect) as ws,
+        ):
             for line in body.strip().splitlines():
                 mark, _, text = line.partition(" ")
                 if mark == ">":
@@ -67,8 +84,9 @@ async def test_doc_example(options: str, body: str) -> None:
                     actual = json.loads(await ws.get_message())
                     assert matches(expected, actual), f"expected {text}\n     got {actual}"
                 elif mark == "!":
-                    verb, market, patch = text.split(" ", 2)
+                    verb, target, patch = text.split(" ", 2)
                     assert verb == "publish"
-                    await core.publish(market, json.loads(patch))
+                    topic = f"market:{target}" if target.isdigit() else target
+                    await core.hub.publish(topic, json.loads(patch))
                 else:
                     raise AssertionError(f"unknown line in example: {line!r}")
