@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import trio
 
-from ._errors import AskFailed, AskTimeout, MailboxClosed
+from ._errors import AskFailed, AskTimeout, MailboxClosed, MailboxFull
 from ._mailbox import Mailbox, Overflow
 
 if TYPE_CHECKING:
@@ -25,6 +25,8 @@ __all__ = ["Actor", "ActorRef", "ActorState", "Request"]
 
 
 class ActorState(enum.Enum):
+    """Where one incarnation is in its life (``restarting`` appears only in the tree)."""
+
     STARTING = "starting"
     RUNNING = "running"
     RESTARTING = "restarting"
@@ -106,7 +108,9 @@ class ActorRef:
         """Send ``message`` and wait for the actor's reply.
 
         Raises AskTimeout naming the actor when no reply comes within ``timeout_s``, and
-        AskFailed when the actor crashed or stopped before replying.
+        AskFailed when the actor crashed or stopped before replying, or when its mailbox
+        policy discarded the request (then ``__cause__`` is a MailboxFull). Under the fail
+        policy a full mailbox raises MailboxFull, as ``tell`` does.
         """
         request = Request(message)
         path = self._cell.path or "/"
@@ -190,8 +194,12 @@ class Actor:
         if type(message) is Request:
             try:
                 result = await self.receive(message.body)
-            except BaseException as exc:
+            except Exception as exc:
                 message.fail(exc)
+                raise
+            except BaseException:
+                # Cancelled belongs to this task; the asker only learns that we stopped.
+                message.fail(MailboxClosed(f"{self.path or '/'} stopped while handling it"))
                 raise
             message.reply(result)
         else:
@@ -204,11 +212,16 @@ class Actor:
         """Extra fields for the tree snapshot (override to show an actor's own state)."""
         return {}
 
-    async def fault_point(self, point: str) -> None:
-        """A named hook where armed faults act (besides every message). Free when unarmed."""
+    async def fault_point(self, point: str) -> bool:
+        """A named hook where armed faults act (besides every message). Free when unarmed.
+
+        May raise InjectedFault (crash), sleep (delay) or wait until disarmed (stall); returns
+        True when an armed drop fault says to skip the operation, else False.
+        """
         faults = self._cell.system.faults
         if faults.armed:
-            await faults.hit(self._cell, point)
+            return await faults.hit(self._cell, point)
+        return False
 
 
 class Cell:
@@ -234,7 +247,9 @@ class Cell:
         self.path = path
         self.system = system
         key = actor.conflate_key if actor.overflow is Overflow.CONFLATE else None
-        self.mailbox = Mailbox(actor.mailbox_capacity, actor.overflow, key=key)
+        self.mailbox = Mailbox(
+            actor.mailbox_capacity, actor.overflow, key=key, on_discard=self._discarded
+        )
         self.state = ActorState.STARTING
         self.started_at = trio.current_time()
         self.stop_requested = trio.Event()
@@ -242,6 +257,12 @@ class Cell:
         self.ready: Callable[[], None] = _nothing
         self.ref = ActorRef(self)
         actor._cell = self
+
+    def _discarded(self, message: Any) -> None:
+        # An ask thrown away by the overflow policy fails now rather than at its timeout.
+        if type(message) is Request:
+            policy = self.mailbox.overflow.value
+            message.fail(MailboxFull(f"{self.path or '/'} discarded it (policy {policy})"))
 
     def request_stop(self) -> None:
         if self.state in (ActorState.STARTING, ActorState.RUNNING):

@@ -27,6 +27,8 @@ __all__ = ["Fault", "FaultAction", "FaultPlan"]
 
 
 class FaultAction(enum.Enum):
+    """What an armed fault does when it fires."""
+
     CRASH = "crash"  # raise InjectedFault (once per actor unless count says otherwise)
     DELAY = "delay"  # sleep delay_s at each hit
     DROP = "drop"  # discard the message (at the "message" point) or skip the operation
@@ -35,6 +37,8 @@ class FaultAction(enum.Enum):
 
 @dataclass(eq=False)
 class Fault:
+    """One armed fault (made by ``FaultPlan.arm``); ``hits`` counts per actor path."""
+
     id: int
     action: FaultAction
     actor: str | None = None

@@ -13,6 +13,8 @@ __all__ = ["Exit", "ExitReason", "live"]
 
 
 class ExitReason(enum.Enum):
+    """Why an incarnation ended."""
+
     NORMAL = "normal"  # run() returned by itself
     SHUTDOWN = "shutdown"  # stopped on request, gracefully or by cancellation
     CRASH = "crash"  # run() raised
@@ -20,6 +22,8 @@ class ExitReason(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Exit:
+    """How an incarnation ended: the reason, and the exception for a crash."""
+
     reason: ExitReason
     error: Exception | None = None
 
@@ -80,6 +84,8 @@ def _end(cell: Cell, result: Exit) -> None:
     cell.state = ActorState.STOPPED
     cell.mailbox.close()
     cell.system.faults.detach(cell)
-    cell.system.registry.unregister(cell, result)
-    cell.fail_pending(result.error or f"{cell.path or '/'} stopped ({result.reason.value})")
-    cell.done.set()
+    try:
+        cell.fail_pending(result.error or f"{cell.path or '/'} stopped ({result.reason.value})")
+        cell.system.registry.unregister(cell, result)
+    finally:
+        cell.done.set()  # whoever waits for this actor to end must never hang

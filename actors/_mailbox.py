@@ -4,6 +4,11 @@ One consumer (the actor), any number of producers. Messages leave in the order t
 accepted. A producer blocked by the ``block`` policy waits in a FIFO queue, and the consumer
 hands its message over when it takes one out, so a later ``put`` can never overtake an earlier
 blocked one: per-sender order and cross-sender order of arrival are both kept.
+
+Under ``conflate`` a blocked producer whose key has meanwhile been queued (by a producer ahead
+of it) is admitted at once, replacing the queued message: it takes no room, and admitting it
+keeps the invariant that no blocked message has a key that is queued, so a newer message for a
+key can never be overwritten by an older one still waiting.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ DROP: Any = object()
 
 @dataclass(frozen=True, slots=True)
 class MailboxStatistics:
+    """A snapshot of a mailbox's counters (``Mailbox.statistics()``)."""
+
     depth: int
     capacity: int
     processed: int
@@ -45,10 +52,11 @@ class MailboxStatistics:
 
 
 class _BlockedPut:
-    __slots__ = ("delivered", "event", "message")
+    __slots__ = ("delivered", "event", "key", "message")
 
-    def __init__(self, message: Any) -> None:
+    def __init__(self, message: Any, key: Hashable = None) -> None:
         self.message = message
+        self.key = key
         self.event = trio.Event()
         self.delivered = False
 
@@ -59,6 +67,10 @@ class Mailbox:
     ``key`` is required by the conflate policy: it maps a message to the key under which only
     the newest message is kept. A conflated mailbox is full when it holds ``capacity`` distinct
     keys; a message with a new key then behaves as under ``block``.
+
+    ``on_discard``, if given, is called with every message the policy throws away (the
+    arriving one under drop_newest, the oldest under drop_oldest, the replaced one under
+    conflate); the runtime uses it to fail a discarded ``ask`` at once.
     """
 
     def __init__(
@@ -67,6 +79,7 @@ class Mailbox:
         overflow: Overflow = Overflow.BLOCK,
         *,
         key: Callable[[Any], Hashable] | None = None,
+        on_discard: Callable[[Any], None] | None = None,
     ) -> None:
         if capacity < 1:
             raise ValueError(f"mailbox capacity must be at least 1, got {capacity}")
@@ -75,6 +88,7 @@ class Mailbox:
         self.capacity = capacity
         self.overflow = overflow
         self._key = key
+        self._on_discard = on_discard
         self._items: deque[Any] = deque()
         self._keyed: OrderedDict[Hashable, Any] = OrderedDict()
         self._blocked: deque[_BlockedPut] = deque()
@@ -119,26 +133,31 @@ class Mailbox:
             return True
         policy = self.overflow
         if policy is Overflow.DROP_NEWEST:
-            self.dropped += 1
+            self._discard(message)
             return False
         if policy is Overflow.DROP_OLDEST:
-            self._items.popleft()
-            self.dropped += 1
+            self._discard(self._items.popleft())
             self._append(message)
             return True
         raise MailboxFull(f"mailbox full ({self.capacity} messages, policy {policy.value})")
 
     async def put(self, message: Any) -> bool:
-        """Deliver a message, waiting for room under the block (and conflate) policy."""
+        """Deliver a message, waiting for room under the block (and conflate) policy.
+
+        Returns False when the policy dropped it. As with trio's channels, a put that raises
+        Cancelled did not deliver its message.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
         try:
             accepted = self.put_nowait(message)
         except MailboxFull:
             if self.overflow is Overflow.FAIL:
                 raise
         else:
-            await trio.lowlevel.checkpoint()
+            await trio.lowlevel.cancel_shielded_checkpoint()
             return accepted
-        waiter = _BlockedPut(message)
+        key = self._key(message) if self._key is not None else None
+        waiter = _BlockedPut(message, key)
         self._blocked.append(waiter)
         try:
             await waiter.event.wait()
@@ -162,20 +181,26 @@ class Mailbox:
         assert self._key is not None
         key = self._key(message)
         if key in self._keyed:
-            self._keyed[key] = message  # keeps its place in line
-            self.dropped += 1
+            self._replace(key, message)  # keeps its place in line
             return True
         if len(self._keyed) >= self.capacity or self._blocked:
             raise MailboxFull(f"mailbox full ({self.capacity} keys, policy conflate)")
-        self._append(message)
+        self._keyed[key] = message
+        self._readable.unpark()
         return True
 
+    def _replace(self, key: Hashable, message: Any) -> None:
+        self._discard(self._keyed[key])
+        self._keyed[key] = message
+
     def _append(self, message: Any) -> None:
-        if self._key is not None:
-            self._keyed[self._key(message)] = message
-        else:
-            self._items.append(message)
+        self._items.append(message)
         self._readable.unpark()
+
+    def _discard(self, message: Any) -> None:
+        self.dropped += 1
+        if self._on_discard is not None:
+            self._on_discard(message)
 
     # -- the consumer ------------------------------------------------------------------
 
@@ -190,22 +215,33 @@ class Mailbox:
                 raise MailboxClosed("mailbox is closed") if self._closed else trio.WouldBlock
             message = self._items.popleft()
         self.processed += 1
-        while self._blocked and len(self) < self.capacity:
-            waiter = self._blocked.popleft()
-            waiter.delivered = True
-            if self._key is not None:
-                self._put_keyed_unchecked(waiter.message)
-            else:
-                self._items.append(waiter.message)
-            waiter.event.set()
+        if self._blocked:
+            self._admit_blocked()
         return message
 
-    def _put_keyed_unchecked(self, message: Any) -> None:
-        assert self._key is not None
-        key = self._key(message)
-        if key in self._keyed:
-            self.dropped += 1
-        self._keyed[key] = message
+    def _admit_blocked(self) -> None:
+        """Hand room that just opened to blocked producers, first come first served."""
+        if self._key is None:
+            while self._blocked and len(self._items) < self.capacity:
+                self._admit(self._blocked.popleft())
+            return
+        while self._blocked and len(self._keyed) < self.capacity:
+            self._admit(self._blocked.popleft())
+            # Waiters whose key is now queued need no room: they replace in place.
+            for waiter in [w for w in self._blocked if w.key in self._keyed]:
+                self._blocked.remove(waiter)
+                self._admit(waiter)
+
+    def _admit(self, waiter: _BlockedPut) -> None:
+        waiter.delivered = True
+        if self._key is not None:
+            if waiter.key in self._keyed:
+                self._replace(waiter.key, waiter.message)
+            else:
+                self._keyed[waiter.key] = waiter.message
+        else:
+            self._items.append(waiter.message)
+        waiter.event.set()
 
     async def get(self) -> Any:
         """Wait for the next message (after any armed receive hook has seen it)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -13,6 +14,8 @@ if TYPE_CHECKING:
     from ._lifecycle import Exit
 
 __all__ = ["Down", "Monitor", "Registry"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,8 @@ class Monitor:
             watchers = self._registry._monitors.get(self.path)
             if watchers is not None and self in watchers:
                 watchers.remove(self)
+                if not watchers:
+                    del self._registry._monitors[self.path]
 
     def _fire(self, down: Down) -> None:
         if not self.active:
@@ -87,8 +92,11 @@ class Registry:
     def monitor(self, path: str, notify: Notify) -> Monitor:
         """Be told (once) when the actor at ``path`` ends: ``notify`` gets a Down.
 
-        ``notify`` is a callable or an ActorRef (the Down is sent without waiting). If no
-        actor lives at ``path``, the Down with reason "noproc" is delivered at once.
+        ``notify`` is a callable or an ActorRef (the Down is sent with ``tell_nowait``; if
+        the watcher's mailbox refuses it, it is lost). If no actor lives at ``path``, the Down
+        with reason "noproc" is delivered at once, before this returns. A callable runs in
+        the ending actor's task, synchronously: it must not block, and an exception from it is
+        logged and ignored, since the actor that ended is not at fault.
         """
         watch = Monitor(self, path, notify)
         if path not in self._cells:
@@ -107,4 +115,7 @@ class Registry:
             del self._cells[cell.path]
         down = Down(cell.path, result.reason.value, result.error)
         for watch in self._monitors.pop(cell.path, ()):
-            watch._fire(down)
+            try:
+                watch._fire(down)
+            except Exception:
+                logger.exception("a monitor of %s failed on its Down", cell.path or "/")

@@ -10,11 +10,18 @@ raise SupervisorGaveUp, which its own parent sees as a crash of this supervisor.
 start in order and stop in reverse order; stopping is graceful (close the mailbox, wait up
 to the child's shutdown timeout), then cancels. All decisions happen in the supervisor's own
 task, so its state is never touched concurrently.
+
+A child that fails to start again during a restart counts as another crash of that child, so
+the intensity bounds the retries. A bad request (StartChild with a name in use, StopChild of
+an unknown name, a new child whose start fails) fails the request, not the supervisor. A
+supervisor that is stopping restarts nothing. Its own failure is raised outside its nursery,
+so the parent sees the SupervisorGaveUp itself, not an ExceptionGroup around it.
 """
 
 from __future__ import annotations
 
 import enum
+import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -23,7 +30,7 @@ from typing import Any, ClassVar, cast
 import tenacity
 import trio
 
-from ._actor import Actor, ActorRef, ActorState, Cell
+from ._actor import Actor, ActorRef, ActorState, Cell, Request
 from ._errors import NameTaken, NoSuchChild, SupervisorGaveUp
 from ._lifecycle import Exit, ExitReason, live
 
@@ -37,17 +44,23 @@ __all__ = [
     "WhichChildren",
 ]
 
+logger = logging.getLogger(__name__)
+
 #: A tenacity wait strategy: called with a retry state, returns seconds.
 Backoff = Callable[[tenacity.RetryCallState], float]
 
 
 class Strategy(enum.Enum):
+    """Which children a supervisor restarts when one of them ends and is to be restarted."""
+
     ONE_FOR_ONE = "one_for_one"  # restart only the child that ended
     ONE_FOR_ALL = "one_for_all"  # stop the others, restart all
     REST_FOR_ONE = "rest_for_one"  # stop and restart the children started after it, and it
 
 
 class Restart(enum.Enum):
+    """Which ends of a child make its supervisor restart it."""
+
     PERMANENT = "permanent"  # always restarted
     TRANSIENT = "transient"  # restarted only after a crash
     TEMPORARY = "temporary"  # never restarted
@@ -69,17 +82,21 @@ class ChildSpec:
 
 @dataclass(frozen=True)
 class StartChild:
+    """Ask a supervisor to start a child; the reply is its ref."""
+
     spec: ChildSpec
 
 
 @dataclass(frozen=True)
 class StopChild:
+    """Ask a supervisor to stop a child gracefully and forget it; the reply is None."""
+
     name: str
 
 
 @dataclass(frozen=True)
 class WhichChildren:
-    pass
+    """Ask a supervisor for its children: a list of (name, ref or None while restarting)."""
 
 
 @dataclass(frozen=True)
@@ -109,7 +126,7 @@ class _Child:
 
 
 def _default_backoff() -> Backoff:
-    return cast(Backoff, tenacity.wait_exponential_jitter(initial=0.05, max=2.0, jitter=0.05))
+    return cast(Backoff, tenacity.wait_exponential_jitter(multiplier=0.05, max=2.0, jitter=0.05))
 
 
 class Supervisor(Actor):
@@ -140,17 +157,41 @@ class Supervisor(Actor):
     # -- life ------------------------------------------------------------------------
 
     async def run(self) -> None:
+        failure: Exception | None = None
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            for spec in self._initial:
-                await self._add(spec)
-            self.started()
-            async for message in self.mailbox:
-                if type(message) is _ChildEnded:
-                    await self._child_ended(message)
-                else:
-                    await self.dispatch(message)
+            try:
+                for spec in self._initial:
+                    await self._add(spec)
+                self.started()
+                async for message in self.mailbox:
+                    if type(message) is _ChildEnded:
+                        await self._child_ended(message)
+                    else:
+                        await self.dispatch(message)
+            except Exception as exc:
+                # Raised after the nursery, so that it is not wrapped in an ExceptionGroup.
+                failure = exc
             await self._stop_many(reversed(self._children))
+        if failure is not None:
+            raise failure
+
+    async def dispatch(self, message: Any) -> None:
+        body = message.body if type(message) is Request else message
+        if not isinstance(body, (StartChild, StopChild, WhichChildren)):
+            await super().dispatch(message)
+            return
+        try:
+            result = await self.receive(body)
+        except Exception as exc:
+            # The asker's mistake, or the new child's failure to start: not this supervisor's.
+            if type(message) is Request:
+                message.fail(exc)
+            else:
+                logger.warning("%s: %r failed: %r", self.path or "/", body, exc)
+            return
+        if type(message) is Request:
+            message.reply(result)
 
     async def receive(self, message: Any) -> Any:
         if isinstance(message, StartChild):
@@ -227,6 +268,11 @@ class Supervisor(Actor):
             return  # an incarnation we already replaced or removed
         if result.error is not None:
             child.last_error = f"{type(result.error).__name__}: {result.error}"
+            logger.warning(
+                "%s crashed: %s", notice.cell.path, child.last_error, exc_info=result.error
+            )
+        if self.stop_requested.is_set():
+            return  # stopping: restart nothing; run() stops whatever is left
         if not self._wants_restart(child, result):
             self._children.remove(child)
             return
@@ -249,10 +295,22 @@ class Supervisor(Actor):
         group = [c for c in group if c in self._children]
         for member in group:
             member.restarting = True
-        await trio.sleep(self.restart_delay_s(len(self._restart_times)))
+        # The backoff, cut short by a stop request.
+        with trio.move_on_after(self.restart_delay_s(len(self._restart_times))):
+            await self.stop_requested.wait()
+        if self.stop_requested.is_set():
+            return
         for member in group:
             member.restarts += 1
-            await self._start(member)
+            try:
+                await self._start(member)
+            except Exception as exc:
+                # Failing to start again is another crash of that child: decided like one,
+                # so the intensity bounds the retries. Members after it start with it.
+                assert member.cell is not None
+                failed = Exit(ExitReason.CRASH, exc)
+                self.mailbox.put_control(_ChildEnded(member, member.cell, failed))
+                return
 
     @staticmethod
     def _wants_restart(child: _Child, result: Exit) -> bool:

@@ -9,6 +9,7 @@ from typing import Any, cast
 import trio
 
 from ._actor import ActorRef, ActorState, Cell
+from ._errors import AskFailed, NameTaken, NoSuchChild
 from ._faults import FaultPlan
 from ._lifecycle import ExitReason, live
 from ._registry import Monitor, Notify, Registry
@@ -38,19 +39,41 @@ class ActorSystem:
         return self.registry.monitor(path, notify)
 
     async def spawn(self, spec: ChildSpec, *, under: str = "") -> ActorRef:
-        """Start a child under the supervisor at ``under`` (the root by default)."""
-        parent = self.lookup(under) if under else self.root
-        if parent is None:
-            raise LookupError(f"no supervisor at {under!r}")
-        return cast(ActorRef, await parent.ask(StartChild(spec)))
+        """Start a child under the supervisor at ``under`` (the root by default).
+
+        Returns once the child has started. Raises NameTaken if that supervisor already has
+        a child of that name, LookupError if no supervisor lives at ``under``, and AskFailed
+        (the child's error as ``__cause__``) if the child fails to start.
+        """
+        parent = self._supervisor(under)
+        try:
+            return cast(ActorRef, await parent.ask(StartChild(spec)))
+        except AskFailed as exc:
+            if isinstance(exc.__cause__, NameTaken):
+                raise exc.__cause__ from None
+            raise
 
     async def stop(self, path: str, *, timeout_s: float = 30.0) -> None:
-        """Stop the child at ``path`` gracefully through its supervisor."""
+        """Stop the child at ``path`` gracefully through its supervisor; it is not restarted.
+
+        Raises NoSuchChild if its supervisor has no such child, LookupError if no
+        supervisor lives at the parent path.
+        """
         parent_path, _, name = path.rpartition("/")
-        parent = self.lookup(parent_path) if parent_path else self.root
-        if parent is None:
-            raise LookupError(f"no supervisor at {parent_path!r}")
-        await parent.ask(StopChild(name), timeout_s=timeout_s)
+        parent = self._supervisor(parent_path)
+        try:
+            await parent.ask(StopChild(name), timeout_s=timeout_s)
+        except AskFailed as exc:
+            if isinstance(exc.__cause__, NoSuchChild):
+                raise exc.__cause__ from None
+            raise
+
+    def _supervisor(self, path: str) -> ActorRef:
+        # Checked here: a StartChild sent to a plain actor would crash it.
+        ref = self.lookup(path) if path else self.root
+        if ref is None or not isinstance(ref._cell.actor, Supervisor):
+            raise LookupError(f"no supervisor at {path!r}")
+        return ref
 
     def tree(self) -> dict[str, Any]:
         """A JSON-serialisable snapshot of every actor, from the root down."""
