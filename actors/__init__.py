@@ -16,7 +16,7 @@ from ._errors import (
     SupervisorGaveUp,
 )
 from ._faults import Fault, FaultAction, FaultPlan
-from ._lifecycle import Exit, ExitReason
+from ._lifecycle import Exit, ExitReason, current_actor_path
 from ._mailbox import Mailbox, MailboxStatistics, Overflow
 from ._registry import Down, Monitor, Registry
 from ._supervisor import (
@@ -63,5 +63,6 @@ __all__ = [
     "Supervisor",
     "SupervisorGaveUp",
     "WhichChildren",
+    "current_actor_path",
     "open_system",
 ]

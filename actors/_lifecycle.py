@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import enum
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import trio
 
 from ._actor import ActorRef, ActorState, Cell
 
-__all__ = ["Exit", "ExitReason", "live"]
+__all__ = ["Exit", "ExitReason", "current_actor_path", "live"]
+
+# The path of the actor whose task is running ("/" for the root), set by ``live`` in the
+# actor's own task; tasks the actor starts inherit it (Trio copies the context into them).
+_current_actor: ContextVar[str | None] = ContextVar("actors.current_actor", default=None)
+
+
+def current_actor_path() -> str | None:
+    """The path of the actor whose task calls this ("/" for the root), or None outside actors.
+
+    Every task an actor starts (its own nursery, and calls it makes) sees the actor's path,
+    so a log line can say which actor it came from.
+    """
+    return _current_actor.get()
 
 
 class ExitReason(enum.Enum):
@@ -51,6 +65,7 @@ async def live(
             task_status.started(cell.ref)
 
     cell.ready = ready
+    _current_actor.set(cell.path or "/")  # this task is the actor's own (see _run_child)
     cell.system.faults.attach(cell)
     result = Exit(ExitReason.NORMAL)
     try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+from bisect import bisect_left
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import trio
@@ -26,7 +27,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 from actors import Actor
 
 from .hub import Hub
-from .outbox import Outbox
+from .outbox import Outbox, OutboxStatistics
 from .protocol._base import (
     FROM_LAST_DELIVERED,
     Codec,
@@ -48,17 +49,44 @@ CLOSE_GOING_AWAY = 1001
 CLOSE_HEARTBEAT_TIMEOUT = 4000
 CLOSE_SLOW_CONSUMER = 4001
 
+#: Upper bounds (seconds) of the publish-to-send latency histogram's buckets (+Inf follows).
+LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
 
 class ConnectionStats:
-    """Counters shared by every connection of a server (read by /api/ws/health)."""
+    """Counters shared by every connection of a server (read by /api/ws/health, /metrics).
+
+    Plain integers bumped by the connections' own tasks (one thread, no locks); the writer
+    touches them once per batch, never per message.
+    """
 
     def __init__(self) -> None:
         self.open = 0
+        self.open_by_dialect: dict[str, int] = {}
         self.accepted = 0
         self.messages_sent = 0
         self.messages_received = 0
+        self.bytes_sent = 0  # UTF-8 bytes of the text frames written (no WebSocket framing)
         self.heartbeat_timeouts = 0
         self.slow_closes = 0
+        # The outbox counters of connections that have ended (live ones are read from their
+        # outboxes at scrape time, so the hot path never touches these).
+        self.ended_coalesced = 0
+        self.ended_resyncs = 0
+        self.ended_duplicates_dropped = 0
+        # Publish-to-send latency, one observation per batch: counts per bucket of
+        # LATENCY_BUCKETS_S (the last one is +Inf), and their sum in seconds.
+        self.latency_counts = [0] * (len(LATENCY_BUCKETS_S) + 1)
+        self.latency_sum_s = 0.0
+
+    def observe_latency(self, seconds: float) -> None:
+        self.latency_counts[bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
+        self.latency_sum_s += seconds
+
+    def outbox_ended(self, stats: OutboxStatistics) -> None:
+        self.ended_coalesced += stats.coalesced
+        self.ended_resyncs += stats.resyncs
+        self.ended_duplicates_dropped += stats.duplicates_dropped
 
 
 class Connection(Actor):
@@ -101,7 +129,7 @@ class Connection(Actor):
         return {
             "user": self.user_id,
             "dialect": self.outbox.codec.name,
-            "remote": str(self.ws.remote),
+            "remote": _address(self.ws.remote),
             "subscriptions": self.session.subscriptions(),
             "outbox_depth": stats.depth,
             "outbox_capacity": stats.capacity,
@@ -111,7 +139,10 @@ class Connection(Actor):
         }
 
     async def run(self) -> None:
+        dialect = self.outbox.codec.name
+        by_dialect = self.stats.open_by_dialect
         self.stats.open += 1
+        by_dialect[dialect] = by_dialect.get(dialect, 0) + 1
         self.stats.accepted += 1
         self.hub.user_connected(self.user_id)
         try:
@@ -124,7 +155,9 @@ class Connection(Actor):
                 nursery.cancel_scope.cancel()
         finally:
             self.stats.open -= 1
+            by_dialect[dialect] -= 1
             self.outbox.close()
+            self.stats.outbox_ended(self.outbox.statistics())
             self.hub.user_disconnected(self.user_id, self.outbox)
             for topic in self.outbox.topics():
                 self.hub.leave(topic, self.outbox)
@@ -195,19 +228,28 @@ class Connection(Actor):
 
     async def _write(self) -> None:
         deadline_s = self.settings.write_deadline_s
+        wall_ms = self.settings.wall_ms
         ws = self.ws
         stats = self.stats
+        outbox = self.outbox
         with trio.CancelScope() as scope:
             try:
                 while True:
-                    batch = await self.outbox.take_batch()
+                    batch = await outbox.take_batch()
                     if not batch:
                         return
+                    oldest_ts = outbox.batch_ts
+                    sent_bytes = 0
                     for text in batch:
                         scope.deadline = trio.current_time() + deadline_s
                         await ws.send_message(text)
+                        # isascii() is O(1) in CPython: only non-ASCII text pays an encode.
+                        sent_bytes += len(text) if text.isascii() else len(text.encode())
                     scope.deadline = math.inf
                     stats.messages_sent += len(batch)
+                    stats.bytes_sent += sent_bytes
+                    if oldest_ts:
+                        stats.observe_latency(max(0.0, (wall_ms() - oldest_ts) / 1000))
             except ConnectionClosed:
                 self._end(1000, "")
                 return
@@ -244,3 +286,9 @@ class Connection(Actor):
     async def _await_stop(self) -> None:
         await self.stop_requested.wait()
         self._end(CLOSE_GOING_AWAY, "server shutting down")
+
+
+def _address(endpoint: object) -> str:
+    """``host:port`` of a trio-websocket Endpoint (or its text for anything else)."""
+    address, port = getattr(endpoint, "address", None), getattr(endpoint, "port", None)
+    return f"{address}:{port}" if address is not None else str(endpoint)

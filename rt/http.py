@@ -16,7 +16,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from .auth import AuthError, issue_token, verify_token
+from .debug import create_debug_router
+from .metrics import metrics_router
 from .model import HistoryGone
+from .ops import ops_router
 from .protocol._base import ProtocolError
 from .protocol.kmarket import market_id, parse_market_id, topic_of
 
@@ -247,4 +250,7 @@ def create_app(server: Server) -> FastAPI:
         update = await server.hub.publish(topic_of(mid), body.payload)
         return OverrideResponse(marketId=market_id(mid), seq=update.seq, ts=update.ts)
 
+    app.include_router(create_debug_router(server))
+    app.include_router(metrics_router(server))
+    app.include_router(ops_router(server))
     return app

@@ -9,11 +9,12 @@ synchronous or a short await, and it holds no state that needs a mailbox to stay
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 import trio
 
 from actors import (
+    Actor,
     ActorRef,
     ActorSystem,
     ChildSpec,
@@ -40,6 +41,21 @@ def room_path(topic: str) -> str:
     return f"{USERS if topic.startswith(USER_PREFIX) else ROOMS}/{topic}"
 
 
+class RoomKeeper(Actor):
+    """Restarts rooms that a crashed ``rooms``/``users`` supervisor took down with it."""
+
+    kind: ClassVar[str] = "keeper"
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    async def run(self) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.hub.serve_orphans)
+            await self.stop_requested.wait()
+            nursery.cancel_scope.cancel()
+
+
 class Hub:
     def __init__(self, system: ActorSystem, engine: Engine, settings: Settings) -> None:
         self.system = system
@@ -47,6 +63,8 @@ class Hub:
         self.settings = settings
         self._subscribers: dict[str, dict[int, Outbox]] = {}
         self._behind: set[str] = set()  # rooms sent a CatchUp they have not handled yet
+        self._orphans: set[str] = set()  # topics with subscribers and no room
+        self._orphaned = trio.Event()
         self._user_connections: dict[str, int] = {}
         self._user_positions: dict[str, int] = {}
         self.messages_published = 0
@@ -61,7 +79,13 @@ class Hub:
         """Called by the engine for every update, in seq order per topic. Never blocks."""
         self.messages_published += 1
         room = self.system.lookup(room_path(update.topic))
-        if room is None or update.topic in self._behind:
+        if room is None:
+            if self._subscribers.get(update.topic):
+                # Subscribers but no room: its supervisor was restarted and lost it.
+                self._orphans.add(update.topic)
+                self._orphaned.set()
+            return
+        if update.topic in self._behind:
             return
         try:
             room.tell_nowait(update)
@@ -73,6 +97,17 @@ class Hub:
 
     def caught_up(self, topic: str) -> None:
         self._behind.discard(topic)
+
+    async def serve_orphans(self) -> None:
+        """Restart the room of every topic found with subscribers and no room (the
+        RoomKeeper actor runs this); the new room brings each subscriber up to date."""
+        while True:
+            await self._orphaned.wait()
+            self._orphaned = trio.Event()
+            while self._orphans:
+                topic = self._orphans.pop()
+                if self._subscribers.get(topic):
+                    await self._room(topic)
 
     # -- subscribers ----------------------------------------------------------------------
 
@@ -108,9 +143,9 @@ class Hub:
         outbox.forget(topic)
         subscribers = self._subscribers.get(topic)
         if subscribers is not None:
+            # Kept even when empty: the room fans out from this very dict (and so does its
+            # next incarnation); a fresh one would leave whoever joins next out of our reach.
             subscribers.pop(id(outbox), None)
-            if not subscribers:
-                del self._subscribers[topic]
 
     def request_resync(self, topic: str, outbox: Outbox) -> None:
         room = self.system.lookup(room_path(topic))

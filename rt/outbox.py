@@ -133,6 +133,9 @@ class Outbox:
         self.coalesced = 0
         self.resyncs = 0
         self.duplicates_dropped = 0
+        #: The ts (engine wall-clock ms) of the first update in the last batch taken, 0 if it
+        #: had none: the writer measures publish-to-send latency from it, once per batch.
+        self.batch_ts = 0
 
     def __len__(self) -> int:
         """The messages waiting to be sent (entries of ended subscriptions do not count)."""
@@ -271,6 +274,7 @@ class Outbox:
         """
         batch: list[str] = []
         queue = self._queue
+        oldest_ts = 0
         while not batch:
             while not queue:
                 if self.closed:
@@ -292,6 +296,8 @@ class Outbox:
                     sub.pending = None
                 if entry.kind != "notice":
                     sub.sent = entry.seq
+                if not oldest_ts:
+                    oldest_ts = entry.ts  # 0 for snapshots and notices: not a publish
                 if entry.frame is None:
                     entry.frame = self.codec.encode_conflated(
                         sub.topic,
@@ -302,6 +308,7 @@ class Outbox:
                     )
                 batch.append(entry.frame)
         self.sent += len(batch)
+        self.batch_ts = oldest_ts
         return batch
 
     # -- internals ---------------------------------------------------------------------------

@@ -188,12 +188,15 @@ class MarketRoom(Actor):
         self._snapshot_cache.clear()
         keep = self.history.maxlen or 0
         since = max(0, self.seq - keep)
-        try:
-            older = await engine.updates(self.topic, since_seq=since, limit=max(1, keep))
-        except HistoryGone as gone:
-            older = await engine.updates(
-                self.topic, since_seq=gone.first_seq - 1, limit=max(1, keep)
-            )
+        older: list[Update] = []
+        # Publishes go on while we await: the engine's history may move on between the
+        # snapshot and each read, so retry from where it starts now, until it has passed us.
+        while since < self.seq:
+            try:
+                older = await engine.updates(self.topic, since_seq=since, limit=max(1, keep))
+                break
+            except HistoryGone as gone:
+                since = gone.first_seq - 1
         self.history.extend(_Entry(u) for u in older if u.seq <= self.seq)
 
     # -- serving subscribers ----------------------------------------------------------

@@ -30,7 +30,7 @@ from .connection import ConnectionStats
 from .demo import DemoFeed
 from .desk import DESK_PATH, DeskClient, SimulatedMts, TicketDesk
 from .engine import Engine, MemoryEngine, open_engine
-from .hub import Hub
+from .hub import Hub, RoomKeeper
 from .listeners import HttpListener, WebSocketListener
 from .settings import Settings
 
@@ -123,6 +123,7 @@ async def open_server(settings: Settings) -> AsyncIterator[Server]:
                 shutdown_timeout_s=10.0,
             )
         )
+        await system.spawn(ChildSpec("keeper", lambda: RoomKeeper(hub)))
         mts = SimulatedMts(latency_s=settings.mts_latency_s, max_stake=settings.mts_max_stake)
         desks, _, desk_name = DESK_PATH.partition("/")
         desk = ChildSpec(desk_name, lambda: TicketDesk(engine, hub.publish, mts))

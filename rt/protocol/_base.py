@@ -110,3 +110,8 @@ class Codec(Protocol):
     def encode_resumed(
         self, topic: str, *, recovered: bool, from_seq: int, to_seq: int, reason: str | None
     ) -> str: ...
+
+    def encode_broadcast(self, event_type: str, data: Json, *, ts: int) -> str:
+        """An operator's broadcast (POST /realtime/broadcast), a control message outside any
+        stream. ``ts`` is wall-clock milliseconds, passed in: protocol code reads no clock."""
+        ...

@@ -165,6 +165,11 @@ class KMarketCodec:
     def encode_pong(self, ts: Json) -> str:
         return _dumps({"type": "pong", "ts": ts})
 
+    def encode_broadcast(self, event_type: str, data: Json, *, ts: int) -> str:
+        return _dumps(
+            {"type": "broadcast", "event_type": event_type, "data": data, "timestamp": ts}
+        )
+
 
 CODEC = KMarketCodec()
 

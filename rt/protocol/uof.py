@@ -153,6 +153,10 @@ class UofCodec:
             payload["reason"] = reason
         return _dumps({"type": "resumed", "payload": payload})
 
+    def encode_broadcast(self, event_type: str, data: Json, *, ts: int) -> str:
+        payload: dict[str, Json] = {"eventType": event_type, "data": data, "serverTime": ts}
+        return _dumps({"type": "broadcast", "payload": payload})
+
 
 def _event_view(event_id: str, state: Json) -> dict[str, Json]:
     state = state if isinstance(state, dict) else {}

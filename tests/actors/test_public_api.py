@@ -44,6 +44,7 @@ PUBLIC = [
     "Supervisor",
     "SupervisorGaveUp",
     "WhichChildren",
+    "current_actor_path",
     "open_system",
 ]
 

@@ -23,7 +23,7 @@ from rt.connection import Connection, ConnectionStats
 from rt.desk import DESK_PATH, DeskClient, SimulatedMts, TicketDesk
 from rt.dialects import KMARKET, Dialect, SessionContext
 from rt.engine import MemoryEngine
-from rt.hub import Hub
+from rt.hub import Hub, RoomKeeper
 from rt.settings import Settings
 
 SECRET = "test-secret-" + "x" * 32
@@ -140,6 +140,7 @@ async def open_core(**overrides: Any) -> AsyncIterator[Core]:
         core = Core(system, engine, s)
         await system.spawn(ChildSpec("rooms", lambda: Supervisor(max_restarts=100)))
         await system.spawn(ChildSpec("users", lambda: Supervisor(max_restarts=100)))
+        await system.spawn(ChildSpec("keeper", lambda: RoomKeeper(core.hub)))
         mts = SimulatedMts(latency_s=s.mts_latency_s, max_stake=s.mts_max_stake)
         desk = ChildSpec(DESK_PATH.split("/")[1], lambda: TicketDesk(engine, core.hub.publish, mts))
         await system.spawn(ChildSpec(DESK_PATH.split("/")[0], lambda: Supervisor([desk])))

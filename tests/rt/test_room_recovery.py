@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import trio
 import trio.testing
 
+from actors import AskFailed, ChildSpec
 from rt.client import KMarketClient
+from rt.room import MarketRoom
 from tests.rt.harness import open_core, receive, send
 
 
@@ -54,3 +57,26 @@ async def test_a_room_without_subscribers_stops_after_its_idle_time(autojump_clo
             await receive(ws)
             snapshot = await receive(ws)
             assert (snapshot["seq"], snapshot["payload"]) == (1, {"after": True})
+
+
+async def test_subscribers_survive_a_crash_of_the_rooms_supervisor(autojump_clock: Any) -> None:
+    async with open_core() as core, core.connect() as ws:
+        checker = KMarketClient("ws://unused", "token", [1])
+        await send(ws, {"type": "subscribe", "markets": [1]})
+        checker.apply(await receive(ws))
+        checker.apply(await receive(ws))
+        await core.publish(1, {"n": 1})
+        checker.apply(await receive(ws))
+        # The rooms supervisor crashes on its next message; its children go with it.
+        core.system.faults.arm("crash", actor="rooms")
+        with pytest.raises(AskFailed):
+            await core.system.spawn(ChildSpec("x", lambda: MarketRoom("x", core.hub)), under="rooms")
+        await trio.testing.wait_all_tasks_blocked()
+        # The next update finds subscribers and no room: the keeper starts one, which
+        # brings the subscriber up to date from where its outbox got to.
+        for n in range(2, 6):
+            await core.publish(1, {"n": n})
+        snapshot = await core.engine.snapshot("market:1")
+        while checker.markets["1"].seq < snapshot.seq:
+            checker.apply(await receive(ws))
+        assert checker.markets["1"].state == snapshot.state

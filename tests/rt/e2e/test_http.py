@@ -346,6 +346,16 @@ async def test_bad_override_is_400(
 # -- GET /openapi.json -------------------------------------------------------------------
 
 
+# The operator routes (tests/rt/ops checks them in detail).
+OPS_ROUTES = {
+    "/metrics": ["get"],
+    "/realtime/health": ["get"],
+    "/realtime/stats": ["get"],
+    "/realtime/connections/{connection_id}": ["get"],
+    "/realtime/broadcast": ["post"],
+}
+
+
 async def test_openapi_lists_every_route(http: httpx.AsyncClient) -> None:
     response = await http.get("/openapi.json")
     assert response.status_code == 200
@@ -357,4 +367,8 @@ async def test_openapi_lists_every_route(http: httpx.AsyncClient) -> None:
         "/api/ws/health": ["get"],
         "/api/tickets": ["post"],
         "/admin/odds/override": ["post"],
+        "/debug/actors": ["get"],
+        "/debug/faults": ["delete", "get", "post"],
+        "/debug/faults/{fault_id}": ["delete"],
+        **OPS_ROUTES,
     }
