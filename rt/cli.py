@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 import os
 import sys
 import time
@@ -17,6 +16,7 @@ from typing import Any
 
 import trio
 
+from .logs import configure_logging
 from .settings import Settings
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -78,6 +78,12 @@ def _serve_parser(sub: Any) -> None:
         action="store_true",
         default=None,
         help="development mode: generate missing secrets, token route open (RT_DEV)",
+    )
+    p.add_argument(
+        "--log-json",
+        action="store_true",
+        default=None,
+        help="log one JSON object per line, each with its actor's path (RT_LOG_JSON)",
     )
 
 
@@ -157,10 +163,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     tl.add_argument("--user", default="tail")
 
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=os.environ.get("RT_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    json_lines = bool(getattr(args, "log_json", None)) or _env_bool(
+        os.environ.get("RT_LOG_JSON", "false"), "RT_LOG_JSON"
     )
+    configure_logging(json_lines=json_lines, level=os.environ.get("RT_LOG_LEVEL", "INFO"))
     handlers = {"serve": cmd_serve, "token": cmd_token, "tail": cmd_tail}
     return handlers[args.command](args)
 

@@ -220,3 +220,31 @@ def _parse(argv: list[str]) -> object:
     sub = parser.add_subparsers(dest="command")
     cli._serve_parser(sub)
     return parser.parse_args(argv)
+
+
+def test_log_json_prints_one_json_object_per_line() -> None:
+    env = _env(RT_JWT_SECRET=SECRET, RT_DEMO_FEED="false")
+    proc = subprocess.Popen(
+        [*RT, "serve", "--log-json", "--ws-port", "0", "--http-port", "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert READY.match(proc.stdout.readline().strip())
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+        lines = [line for line in proc.stderr.read().splitlines() if line.strip()]
+        assert lines, "the server logged nothing"
+        records = [json.loads(line) for line in lines]  # every line is one JSON object
+        assert all({"ts", "level", "logger", "message"} <= r.keys() for r in records)
+        assert any(r.get("actor") for r in records), "no line names its actor"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
