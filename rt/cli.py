@@ -1,4 +1,4 @@
-"""The ``rt`` command line: serve, token, tail.
+"""The ``rt`` command line: serve, sim, token, tail.
 
 Every option of ``rt serve`` can also come from an RT_* environment variable (the flag wins),
 and so can every other field of Settings (RT_IDLE_TIMEOUT_S, RT_HISTORY_SIZE, ...).
@@ -16,6 +16,7 @@ from typing import Any
 
 import trio
 
+from .feeds.cli import add_sim_parser, run_sim
 from .logs import configure_logging
 from .settings import Settings
 
@@ -80,6 +81,18 @@ def _serve_parser(sub: Any) -> None:
         help="development mode: generate missing secrets, token route open (RT_DEV)",
     )
     p.add_argument(
+        "--feed",
+        action="append",
+        metavar="URL",
+        help="an upstream odds feed to connect to, ws://... (repeatable; RT_FEED_URLS=a,b)",
+    )
+    p.add_argument(
+        "--feed-grace",
+        type=float,
+        metavar="SECONDS",
+        help="a feed silent this long has its markets suspended (RT_FEED_GRACE_S, default 5)",
+    )
+    p.add_argument(
         "--log-json",
         action="store_true",
         default=None,
@@ -96,6 +109,8 @@ def build_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings
         "engine_url": args.engine,
         "demo_feed": args.demo_feed,
         "dev": args.dev,
+        "feed_urls": tuple(args.feed) if args.feed else None,
+        "feed_grace_s": args.feed_grace,
     }
     values.update({k: v for k, v in flags.items() if v is not None})
     return Settings(**values)
@@ -149,6 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rt", description="rt realtime push server")
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
+    add_sim_parser(sub)
 
     t = sub.add_parser("token", help="print a client token signed with RT_JWT_SECRET")
     t.add_argument("--user", required=True)
@@ -167,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ.get("RT_LOG_JSON", "false"), "RT_LOG_JSON"
     )
     configure_logging(json_lines=json_lines, level=os.environ.get("RT_LOG_LEVEL", "INFO"))
-    handlers = {"serve": cmd_serve, "token": cmd_token, "tail": cmd_tail}
+    handlers = {"serve": cmd_serve, "token": cmd_token, "tail": cmd_tail, "sim": run_sim}
     return handlers[args.command](args)
 
 

@@ -6,7 +6,8 @@
     ├── users       supervisor: one UserRoom per user stream with subscribers (transient)
     ├── desks       supervisor: the ticket desk
     ├── conns       supervisor: one Connection per WebSocket (temporary)
-    ├── feeds       supervisor: the demo odds feed (permanent)
+    ├── feeds       supervisor: upstream feeds (--feed), and with --demo-feed the KMarket
+    │               demo feed and the UOF simulator with its feed (permanent)
     ├── http        Hypercorn listener
     └── ws          WebSocket listener
 
@@ -30,6 +31,7 @@ from .connection import ConnectionStats
 from .demo import DemoFeed
 from .desk import DESK_PATH, DeskClient, SimulatedMts, TicketDesk
 from .engine import Engine, MemoryEngine, open_engine
+from .feeds import demo_feed_specs, feed_specs
 from .hub import Hub, RoomKeeper
 from .listeners import HttpListener, WebSocketListener
 from .settings import Settings
@@ -137,7 +139,15 @@ async def open_server(settings: Settings) -> AsyncIterator[Server]:
         )
         feeds: list[ChildSpec] = []
         if settings.demo_feed:
+            # Both dialects see live data: KMarket markets, and UOF events from the simulator.
             feeds.append(ChildSpec("demo", lambda: DemoFeed(hub, settings)))
+            feeds += demo_feed_specs(
+                hub,
+                seed=settings.demo_seed,
+                grace_s=settings.feed_grace_s,
+                wall_ms=settings.wall_ms,
+            )
+        feeds += feed_specs(list(settings.feed_urls), hub, grace_s=settings.feed_grace_s)
         await system.spawn(
             ChildSpec(
                 "feeds",

@@ -51,7 +51,11 @@ class Settings:
     history_size: int = 1000
     room_idle_s: float = 30.0
 
-    # the demo feed
+    # upstream feeds
+    feed_urls: tuple[str, ...] = ()
+    feed_grace_s: float = 5.0
+
+    # the demo feeds
     demo_markets: tuple[str, ...] = ("1001", "1002", "1003", "1004", "1005")
     demo_interval_s: float = 0.5
     demo_seed: int | None = None

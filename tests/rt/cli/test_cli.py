@@ -14,6 +14,8 @@ from contextlib import contextmanager
 
 import httpx
 import pytest
+import trio
+from trio_websocket import open_websocket_url
 
 from rt.auth import verify_token
 from rt.cli import build_settings, main, settings_from_env
@@ -79,7 +81,9 @@ def test_options_come_from_the_environment_too() -> None:
     with serving(env=env) as (proc, ready):
         http_port = ready.group(4)
         health = httpx.get(f"http://127.0.0.1:{http_port}/api/ws/health", timeout=5)
-        assert health.json()["topics"] == 5  # the demo feed publishes its five markets
+        assert health.json()["topics"] >= 5  # the demo feed's five markets (+ simulator events)
+        snapshot = httpx.get(f"http://127.0.0.1:{http_port}/api/markets/1001/odds/snapshot")
+        assert snapshot.json()["seq"] >= 1
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
 
@@ -248,3 +252,64 @@ def test_log_json_prints_one_json_object_per_line() -> None:
         for pipe in (proc.stdout, proc.stderr):
             if pipe is not None:
                 pipe.close()
+
+
+def test_simulator_to_rt_to_a_seed_000_client() -> None:
+    """rt sim (its own process) -> rt serve --feed -> a UOF client sees the simulated events."""
+    sim = subprocess.Popen(
+        [*RT, "sim", "--port", "0", "--seed", "7", "--events", "2", "--markets", "2"],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert sim.stdout is not None
+        ready = sim.stdout.readline().strip()
+        assert ready.startswith("rt sim ready ws://127.0.0.1:"), ready
+        feed_url = ready.split()[-1]
+        env = _env(RT_JWT_SECRET=SECRET, RT_DEMO_FEED="false")
+        args = ("--feed", feed_url, "--feed-grace", "3", "--ws-port", "0", "--http-port", "0")
+        with serving(*args, env=env) as (server, served):
+            ws_port = int(served.group(2))
+            event = trio.run(_first_event_snapshot, ws_port)
+            assert event["type"] == "snapshot"
+            assert event["payload"]["eventId"] == "sr:match:1"
+            markets = event["payload"]["markets"]
+            assert [m["marketId"] for m in markets] == [1, 2]
+            assert all(m["status"] in ("active", "suspended") for m in markets)
+            assert all(len(m["outcomes"]) == 3 for m in markets)
+            server.send_signal(signal.SIGTERM)
+            assert server.wait(timeout=10) == 0
+    finally:
+        sim.send_signal(signal.SIGINT)
+        sim.wait(timeout=10)
+        assert sim.stdout is not None
+        sim.stdout.close()
+
+
+async def _first_event_snapshot(ws_port: int) -> dict[str, object]:
+    from rt.auth import issue_token
+
+    token, _ = issue_token(
+        secret=SECRET, user_id="u1", scope_markets=None, ttl_s=60, now_s=time.time()
+    )
+    url = f"ws://127.0.0.1:{ws_port}/ws?userId=u1&token={token}"
+    with trio.fail_after(15):
+        async with open_websocket_url(url) as ws:
+            hello = json.loads(await ws.get_message())
+            assert hello["type"] == "connection_established"
+            while True:  # until the feed has published the event (its snapshot has seq > 0)
+                await ws.send_message(
+                    json.dumps({"type": "subscribe", "payload": {"eventIds": ["sr:match:1"]}})
+                )
+                assert json.loads(await ws.get_message())["type"] == "subscribed"
+                snapshot: dict[str, object] = json.loads(await ws.get_message())
+                if snapshot["seq"]:
+                    return snapshot
+                await ws.send_message(
+                    json.dumps({"type": "unsubscribe", "payload": {"eventIds": ["sr:match:1"]}})
+                )
+                while json.loads(await ws.get_message())["type"] != "unsubscribed":
+                    pass
+                await trio.sleep(0.1)

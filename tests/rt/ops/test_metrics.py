@@ -209,4 +209,5 @@ async def test_the_demo_feed_reports_running(http: httpx.AsyncClient) -> None:
     metrics = await scrape(http)
     assert metrics.value("rt_feed_state", feed="demo", state="running") == 1
     assert not metrics.has("rt_feed_connect_attempts", feed="demo")
-    assert metrics.value("rt_published_updates_total") == 1  # its first odds for 1001
+    # Its first odds for 1001, and (with --demo-feed) the UOF simulator's events.
+    assert metrics.value("rt_published_updates_total") >= 1
