@@ -17,9 +17,10 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from ..jsontext import dumps, show
 
 __all__ = [
     "Alive",
@@ -50,10 +51,6 @@ _OUTCOMES = ("win", "lose")
 #: The event ids a client dialect lets its clients subscribe to (rt/protocol/uof.py).
 _EVENT_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 _MAX_ID = 64
-
-_dumps: Callable[[Any], str] = json.JSONEncoder(
-    ensure_ascii=False, separators=(",", ":"), allow_nan=False
-).encode
 
 
 class FeedProtocolError(ValueError):
@@ -140,14 +137,6 @@ UpstreamMessage = Alive | OddsChange | BetStop | BetSettlement | FeedSnapshot | 
 # -- decoding -------------------------------------------------------------------------------
 
 
-def _show(value: object) -> str:
-    try:
-        text = json.dumps(value)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def _load(text: str | bytes) -> tuple[str, dict[str, Any]]:
     if not isinstance(text, str):
         raise FeedProtocolError("expected a text message, got a binary one")
@@ -156,17 +145,17 @@ def _load(text: str | bytes) -> tuple[str, dict[str, Any]]:
     except ValueError as exc:
         raise FeedProtocolError(f"invalid JSON: {exc}") from None
     if not isinstance(message, dict):
-        raise FeedProtocolError(f"expected a JSON object, got {_show(message)}")
+        raise FeedProtocolError(f"expected a JSON object, got {show(message)}")
     kind = message.get("type")
     if not isinstance(kind, str):
-        raise FeedProtocolError(f"expected type to be a string, got {_show(kind)}")
+        raise FeedProtocolError(f"expected type to be a string, got {show(kind)}")
     return kind, message
 
 
 def _event_id(where: str, value: Any) -> str:
     if not isinstance(value, str) or not _EVENT_ID.fullmatch(value):
         raise FeedProtocolError(
-            f"{where}: expected eventId to be 1-64 of A-Z a-z 0-9 _ . : -, got {_show(value)}"
+            f"{where}: expected eventId to be 1-64 of A-Z a-z 0-9 _ . : -, got {show(value)}"
         )
     return value
 
@@ -178,7 +167,7 @@ def _id(where: str, name: str, value: Any) -> str:
     if isinstance(value, str) and 0 < len(value) <= _MAX_ID:
         return value
     raise FeedProtocolError(
-        f"{where}: expected {name} to be a non-empty string or an integer, got {_show(value)}"
+        f"{where}: expected {name} to be a non-empty string or an integer, got {show(value)}"
     )
 
 
@@ -186,14 +175,14 @@ def _ts(where: str, value: Any) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
     raise FeedProtocolError(
-        f"{where}: expected ts to be milliseconds (an integer), got {_show(value)}"
+        f"{where}: expected ts to be milliseconds (an integer), got {show(value)}"
     )
 
 
 def _odds(where: str, value: Any) -> dict[str, float]:
     if not isinstance(value, dict) or not value:
         raise FeedProtocolError(
-            f"{where}: expected outcomes to be an object of outcomeId: odds, got {_show(value)}"
+            f"{where}: expected outcomes to be an object of outcomeId: odds, got {show(value)}"
         )
     odds: dict[str, float] = {}
     for key, price in value.items():
@@ -205,7 +194,7 @@ def _odds(where: str, value: Any) -> dict[str, float]:
             or price <= 1
         ):
             raise FeedProtocolError(
-                f"{where}: expected outcomes[{key!r}] to be odds above 1, got {_show(price)}"
+                f"{where}: expected outcomes[{key!r}] to be odds above 1, got {show(price)}"
             )
         odds[outcome] = float(price)
     return odds
@@ -215,13 +204,13 @@ def _result(where: str, value: Any) -> dict[str, str]:
     if not isinstance(value, dict) or not value:
         raise FeedProtocolError(
             f'{where}: expected result to be an object of outcomeId: "win" | "lose", '
-            f"got {_show(value)}"
+            f"got {show(value)}"
         )
     result: dict[str, str] = {}
     for key, outcome in value.items():
         if outcome not in _OUTCOMES:
             raise FeedProtocolError(
-                f'{where}: expected result[{key!r}] to be "win" or "lose", got {_show(outcome)}'
+                f'{where}: expected result[{key!r}] to be "win" or "lose", got {show(outcome)}'
             )
         result[_id(where, "an outcome id", key)] = outcome
     return result
@@ -229,11 +218,11 @@ def _result(where: str, value: Any) -> dict[str, str]:
 
 def _market_state(where: str, value: Any) -> MarketState:
     if not isinstance(value, dict):
-        raise FeedProtocolError(f"{where}: expected a market object, got {_show(value)}")
+        raise FeedProtocolError(f"{where}: expected a market object, got {show(value)}")
     status = value.get("status")
     if status not in _MARKET_STATUSES:
         raise FeedProtocolError(
-            f"{where}: expected status to be active, suspended or settled, got {_show(status)}"
+            f"{where}: expected status to be active, suspended or settled, got {show(status)}"
         )
     outcomes = value.get("outcomes")
     if status == "active" or outcomes is not None:
@@ -246,18 +235,16 @@ def _market_state(where: str, value: Any) -> MarketState:
 
 def _event_state(where: str, value: Any) -> EventState:
     if not isinstance(value, dict):
-        raise FeedProtocolError(f"{where}: expected an event object, got {_show(value)}")
+        raise FeedProtocolError(f"{where}: expected an event object, got {show(value)}")
     event_id = _event_id(where, value.get("eventId"))
     where = f"{where} {event_id}"
     status = value.get("status", "live")
     if status not in _EVENT_STATUSES:
-        raise FeedProtocolError(
-            f"{where}: expected status to be live or ended, got {_show(status)}"
-        )
+        raise FeedProtocolError(f"{where}: expected status to be live or ended, got {show(status)}")
     markets = value.get("markets")
     if not isinstance(markets, dict):
         raise FeedProtocolError(
-            f"{where}: expected markets to be an object of marketId: market, got {_show(markets)}"
+            f"{where}: expected markets to be an object of marketId: market, got {show(markets)}"
         )
     return EventState(
         event_id=event_id,
@@ -272,7 +259,7 @@ def _event_state(where: str, value: Any) -> EventState:
 def _request_id(where: str, value: Any) -> int | None:
     if value is None or (isinstance(value, int) and not isinstance(value, bool)):
         return value
-    raise FeedProtocolError(f"{where}: expected requestId to be an integer, got {_show(value)}")
+    raise FeedProtocolError(f"{where}: expected requestId to be an integer, got {show(value)}")
 
 
 def decode_upstream(text: str | bytes) -> UpstreamMessage:
@@ -302,7 +289,7 @@ def decode_upstream(text: str | bytes) -> UpstreamMessage:
         events = m.get("events")
         if not isinstance(events, list):
             raise FeedProtocolError(
-                f"snapshot: expected events to be a list of events, got {_show(events)}"
+                f"snapshot: expected events to be a list of events, got {show(events)}"
             )
         ts = m.get("ts")
         return FeedSnapshot(
@@ -375,4 +362,4 @@ def to_json(message: UpstreamMessage | SnapshotRequest) -> dict[str, Any]:
 
 def encode(message: UpstreamMessage | SnapshotRequest) -> str:
     """One message as the text of a WebSocket frame."""
-    return _dumps(to_json(message))
+    return dumps(to_json(message))

@@ -17,6 +17,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ..jsontext import dumps, show
 from ..model import Json, Update
 from ._base import Action, Join, Leave, ProtocolError, Send
 
@@ -30,9 +31,6 @@ __all__ = [
     "topic_of",
 ]
 
-_dumps: Callable[[Any], str] = json.JSONEncoder(
-    ensure_ascii=False, separators=(",", ":"), allow_nan=False
-).encode
 
 _NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 TOPIC_PREFIX = "market:"
@@ -57,7 +55,7 @@ def parse_market_id(value: object, *, field: str = "market id") -> str:
     raise ProtocolError(
         INVALID_MESSAGE,
         f"expected {field} to be a number or a name of 1-64 characters [A-Za-z0-9_.:-], "
-        f"got {_show(value)}",
+        f"got {show(value)}",
     )
 
 
@@ -74,21 +72,8 @@ def market_of(topic: str) -> int | str:
     return market_id(topic[len(TOPIC_PREFIX) :])
 
 
-def _show(value: object) -> str:
-    text = json.dumps(value) if _jsonable(value) else repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _jsonable(value: object) -> bool:
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
 def encode_error(code: str, message: str, **extra: Json) -> str:
-    return _dumps({"type": "error", "code": code, "message": message, **extra})
+    return dumps({"type": "error", "code": code, "message": message, **extra})
 
 
 class KMarketCodec:
@@ -97,7 +82,7 @@ class KMarketCodec:
     name = "kmarket"
 
     def encode_update(self, update: Update) -> str:
-        return _dumps(
+        return dumps(
             {
                 "type": "odds_update",
                 "marketId": market_of(update.topic),
@@ -108,7 +93,7 @@ class KMarketCodec:
         )
 
     def encode_conflated(self, topic: str, *, from_seq: int, seq: int, ts: int, patch: Json) -> str:
-        return _dumps(
+        return dumps(
             {
                 "type": "odds_update",
                 "marketId": market_of(topic),
@@ -146,7 +131,7 @@ class KMarketCodec:
             message["recovered"] = recovered
         if reason is not None:
             message["reason"] = reason
-        return _dumps(message)
+        return dumps(message)
 
     def encode_resumed(
         self, topic: str, *, recovered: bool, from_seq: int, to_seq: int, reason: str | None
@@ -160,15 +145,13 @@ class KMarketCodec:
         }
         if reason is not None:
             message["reason"] = reason
-        return _dumps(message)
+        return dumps(message)
 
     def encode_pong(self, ts: Json) -> str:
-        return _dumps({"type": "pong", "ts": ts})
+        return dumps({"type": "pong", "ts": ts})
 
     def encode_broadcast(self, event_type: str, data: Json, *, ts: int) -> str:
-        return _dumps(
-            {"type": "broadcast", "event_type": event_type, "data": data, "timestamp": ts}
-        )
+        return dumps({"type": "broadcast", "event_type": event_type, "data": data, "timestamp": ts})
 
 
 CODEC = KMarketCodec()
@@ -225,7 +208,7 @@ class KMarketSession:
                 return [Send(CODEC.encode_pong(message.get("ts", self._wall_ms())))]
             raise ProtocolError(
                 UNKNOWN_TYPE,
-                f"unknown message type {_show(kind)}; "
+                f"unknown message type {show(kind)}; "
                 "expected subscribe, unsubscribe, resume or ping",
             )
         except ProtocolError as exc:
@@ -240,12 +223,12 @@ class KMarketSession:
         except ValueError as exc:
             raise ProtocolError(INVALID_JSON, f"message is not valid JSON: {exc}") from None
         if not isinstance(message, dict):
-            raise ProtocolError(INVALID_MESSAGE, f"expected a JSON object, got {_show(message)}")
+            raise ProtocolError(INVALID_MESSAGE, f"expected a JSON object, got {show(message)}")
         if "type" not in message:
             raise ProtocolError(INVALID_MESSAGE, "missing field: type")
         if not isinstance(message["type"], str):
             raise ProtocolError(
-                INVALID_MESSAGE, f"expected type to be a string, got {_show(message['type'])}"
+                INVALID_MESSAGE, f"expected type to be a string, got {show(message['type'])}"
             )
         return message
 
@@ -256,7 +239,7 @@ class KMarketSession:
         raw = message["markets"]
         if not isinstance(raw, list) or not raw:
             raise ProtocolError(
-                INVALID_MESSAGE, f"expected markets to be a non-empty list of ids, got {_show(raw)}"
+                INVALID_MESSAGE, f"expected markets to be a non-empty list of ids, got {show(raw)}"
             )
         return list(dict.fromkeys(parse_market_id(v, field="each market id") for v in raw))
 
@@ -286,7 +269,7 @@ class KMarketSession:
             Send(
                 encode_error(
                     FORBIDDEN_MARKET,
-                    f"the token does not allow markets {_show(ids)}",
+                    f"the token does not allow markets {show(ids)}",
                     markets=ids,
                 )
             )
@@ -296,7 +279,7 @@ class KMarketSession:
         allowed, refused = self._split_scope(self._markets(message))
         self._check_room_for(allowed)
         actions: list[Action] = [
-            Send(_dumps({"type": "ack", "ok": True, "subscribed": [market_id(m) for m in allowed]}))
+            Send(dumps({"type": "ack", "ok": True, "subscribed": [market_id(m) for m in allowed]}))
         ]
         actions += self._forbidden(refused)
         for mid in allowed:
@@ -314,7 +297,7 @@ class KMarketSession:
             actions.append(Leave(topic_of(mid)))
         actions.append(
             Send(
-                _dumps(
+                dumps(
                     {
                         "type": "ack",
                         "ok": True,
@@ -333,7 +316,7 @@ class KMarketSession:
         if not isinstance(raw, dict) or not raw:
             raise ProtocolError(
                 INVALID_MESSAGE,
-                f"expected offsets to be a non-empty object of marketId: lastSeq, got {_show(raw)}",
+                f"expected offsets to be a non-empty object of marketId: lastSeq, got {show(raw)}",
             )
         positions: dict[str, tuple[int, str | None]] = {}
         for key, value in raw.items():
@@ -343,7 +326,7 @@ class KMarketSession:
         self._check_room_for(allowed)
         actions: list[Action] = [
             Send(
-                _dumps(
+                dumps(
                     {
                         "type": "ack",
                         "ok": True,
@@ -377,6 +360,6 @@ class KMarketSession:
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ProtocolError(
                 INVALID_MESSAGE,
-                f"expected offsets[{key!r}] to be a last seq (an integer >= 0), got {_show(value)}",
+                f"expected offsets[{key!r}] to be a last seq (an integer >= 0), got {show(value)}",
             )
         return value, epoch

@@ -18,14 +18,12 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from ..jsontext import dumps, show
 from ..model import USER_PREFIX, Json, Update, user_topic
 from ._base import FROM_LAST_DELIVERED, Action, Join, Leave, ProtocolError, Send, Submit
 
 __all__ = ["CODEC", "UofCodec", "UofSession", "event_topic", "user_topic"]
 
-_dumps: Callable[[Any], str] = json.JSONEncoder(
-    ensure_ascii=False, separators=(",", ":"), allow_nan=False
-).encode
 
 EVENT_PREFIX = "event:"
 _EVENT_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
@@ -45,16 +43,8 @@ def _wire_id(key: str) -> int | str:
     return int(key) if key.isdigit() else key
 
 
-def _show(value: object) -> str:
-    try:
-        text = json.dumps(value)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def encode_error(code: str, message: str) -> str:
-    return _dumps({"type": "error", "payload": {"code": code, "message": message}})
+    return dumps({"type": "error", "payload": {"code": code, "message": message}})
 
 
 def _outcomes(outcomes: Json) -> list[dict[str, Json]]:
@@ -81,7 +71,7 @@ class UofCodec:
     name = "uof"
 
     def _stream_message(self, kind: str, seq: int, ts: int, payload: Json, **extra: Json) -> str:
-        return _dumps({"type": kind, "seq": seq, "ts": ts, **extra, "payload": payload})
+        return dumps({"type": kind, "seq": seq, "ts": ts, **extra, "payload": payload})
 
     def encode_update(self, update: Update) -> str:
         if update.topic.startswith(USER_PREFIX):
@@ -151,11 +141,11 @@ class UofCodec:
         }
         if reason is not None:
             payload["reason"] = reason
-        return _dumps({"type": "resumed", "payload": payload})
+        return dumps({"type": "resumed", "payload": payload})
 
     def encode_broadcast(self, event_type: str, data: Json, *, ts: int) -> str:
         payload: dict[str, Json] = {"eventType": event_type, "data": data, "serverTime": ts}
-        return _dumps({"type": "broadcast", "payload": payload})
+        return dumps({"type": "broadcast", "payload": payload})
 
 
 def _event_view(event_id: str, state: Json) -> dict[str, Json]:
@@ -206,7 +196,7 @@ class UofSession:
             },
         }
         return [
-            Send(_dumps(hello)),
+            Send(dumps(hello)),
             Join(user_topic(self.user_id), since=FROM_LAST_DELIVERED, announce=False),
         ]
 
@@ -227,14 +217,14 @@ class UofSession:
             if kind == "unsubscribe":
                 return self._unsubscribe(self._event_ids(message))
             if kind == "ping":
-                return [Send(_dumps({"type": "pong", "payload": {"serverTime": self._wall_ms()}}))]
+                return [Send(dumps({"type": "pong", "payload": {"serverTime": self._wall_ms()}}))]
             if kind == "resume":
                 return self._resume(message)
             if kind == "submit_ticket":
                 return [Submit(self._payload(message))]
             raise ProtocolError(
                 UNKNOWN_TYPE,
-                f"unknown message type {_show(kind)}; "
+                f"unknown message type {show(kind)}; "
                 "expected subscribe, unsubscribe, ping, resume or submit_ticket",
             )
         except ProtocolError as exc:
@@ -243,7 +233,7 @@ class UofSession:
     def ticket_answer(self, answer: Json) -> str:
         if isinstance(answer, ProtocolError):
             return encode_error(answer.code, answer.message)
-        return _dumps({"type": "ticket_received", "payload": answer})
+        return dumps({"type": "ticket_received", "payload": answer})
 
     # -- parsing ----------------------------------------------------------------------
 
@@ -254,11 +244,11 @@ class UofSession:
         except ValueError as exc:
             raise ProtocolError(INVALID_JSON, f"message is not valid JSON: {exc}") from None
         if not isinstance(message, dict):
-            raise ProtocolError(INVALID_MESSAGE, f"expected a JSON object, got {_show(message)}")
+            raise ProtocolError(INVALID_MESSAGE, f"expected a JSON object, got {show(message)}")
         if not isinstance(message.get("type"), str):
             raise ProtocolError(
                 INVALID_MESSAGE,
-                f"expected type to be a string, got {_show(message.get('type'))}"
+                f"expected type to be a string, got {show(message.get('type'))}"
                 if "type" in message
                 else "missing field: type",
             )
@@ -269,7 +259,7 @@ class UofSession:
         payload = message.get("payload")
         if not isinstance(payload, dict):
             raise ProtocolError(
-                INVALID_MESSAGE, f"expected payload to be an object, got {_show(payload)}"
+                INVALID_MESSAGE, f"expected payload to be an object, got {show(payload)}"
             )
         return payload
 
@@ -282,14 +272,14 @@ class UofSession:
         if not isinstance(raw, list) or not raw:
             raise ProtocolError(
                 INVALID_MESSAGE,
-                f"expected payload.eventIds to be a non-empty list of event ids, got {_show(raw)}",
+                f"expected payload.eventIds to be a non-empty list of event ids, got {show(raw)}",
             )
         for value in raw:
             if not isinstance(value, str) or not _EVENT_ID.fullmatch(value):
                 raise ProtocolError(
                     INVALID_MESSAGE,
                     "expected each event id to be a string of 1-64 characters "
-                    f"[A-Za-z0-9_.:-] such as 'sr:match:12345', got {_show(value)}",
+                    f"[A-Za-z0-9_.:-] such as 'sr:match:12345', got {show(value)}",
                 )
         return list(dict.fromkeys(raw))
 
@@ -306,7 +296,7 @@ class UofSession:
 
     def _subscribe(self, ids: list[str]) -> list[Action]:
         self._check_room_for(ids)
-        actions: list[Action] = [Send(_dumps({"type": "subscribed", "payload": {"eventIds": ids}}))]
+        actions: list[Action] = [Send(dumps({"type": "subscribed", "payload": {"eventIds": ids}}))]
         for event_id in ids:
             if event_id not in self.subscribed:
                 self.subscribed[event_id] = None
@@ -319,7 +309,7 @@ class UofSession:
         for event_id in left:
             del self.subscribed[event_id]
             actions.append(Leave(event_topic(event_id)))
-        actions.append(Send(_dumps({"type": "unsubscribed", "payload": {"eventIds": left}})))
+        actions.append(Send(dumps({"type": "unsubscribed", "payload": {"eventIds": left}})))
         return actions
 
     def _resume(self, message: dict[str, Any]) -> list[Action]:
@@ -329,23 +319,23 @@ class UofSession:
             raise ProtocolError(
                 INVALID_MESSAGE,
                 "expected payload.offsets to be a non-empty object of stream: lastSeq "
-                f'(an event id, or "user"), got {_show(offsets)}',
+                f'(an event id, or "user"), got {show(offsets)}',
             )
         positions: dict[str, int] = {}
         for stream, seq in offsets.items():
             if stream != "user" and not _EVENT_ID.fullmatch(stream):
-                raise ProtocolError(INVALID_MESSAGE, f"unknown stream {_show(stream)} in offsets")
+                raise ProtocolError(INVALID_MESSAGE, f"unknown stream {show(stream)} in offsets")
             if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
                 raise ProtocolError(
                     INVALID_MESSAGE,
                     f"expected offsets[{stream!r}] to be a last seq (an integer >= 0), "
-                    f"got {_show(seq)}",
+                    f"got {show(seq)}",
                 )
             positions[stream] = seq
         events = [s for s in positions if s != "user"]
         self._check_room_for(events)
         actions: list[Action] = [
-            Send(_dumps({"type": "subscribed", "payload": {"eventIds": events, "resumed": True}}))
+            Send(dumps({"type": "subscribed", "payload": {"eventIds": events, "resumed": True}}))
         ]
         for stream, seq in positions.items():
             topic = user_topic(self.user_id) if stream == "user" else event_topic(stream)
