@@ -281,13 +281,14 @@ class RtCollector:
         )
         attempts = GaugeMetricFamily(
             "rt_feed_connect_attempts",
-            "Connection attempts of each upstream feed, as the feed reports them.",
+            "Connection attempts of each upstream feed since its actor started, as it reports "
+            "them (describe()['attempts_total']).",
             labels=["feed"],
         )
         for feed in feeds:
             info = feed.get("info") or {}
             state.add_metric([feed["name"], str(info.get("state") or feed["state"])], 1)
-            tries = info.get("attempts")
+            tries = info.get("attempts_total", info.get("attempts"))
             if isinstance(tries, int | float) and not isinstance(tries, bool):
                 attempts.add_metric([feed["name"]], tries)
         yield state

@@ -190,7 +190,7 @@ def ops_router(server: Server, *, probe_timeout_s: float = PROBE_TIMEOUT_S) -> A
                 uptime_s = cell.uptime_s()
             elif cell.path in ("engine", "ws", "http"):
                 actors[cell.path] = cell.state.value
-            elif cell.path.startswith("feeds/"):
+            elif cell.path == f"feeds/{cell.name}":  # the feeds themselves, not their parts
                 state = cell.actor.describe().get("state", cell.state.value)
                 feeds[cell.name] = str(state)
         up = {name: actors.get(name, "down") for name in ("engine", "ws", "http")}

@@ -168,7 +168,7 @@ class Stalled(Actor):
     kind: ClassVar[str] = "feed"
 
     def describe(self) -> dict[str, Any]:
-        return {"state": "reconnecting", "attempts": 3}
+        return {"state": "backoff", "attempt": 2, "attempts_total": 3}
 
     async def run(self) -> None:
         await self.stop_requested.wait()
@@ -199,7 +199,7 @@ async def test_tree_metrics_restarts_mailbox_depth_and_feed_states(
         assert [(await peer.recv())["seq"] for _ in range(3)] == [2, 3, 4]
 
     metrics = await scrape(http)
-    assert metrics.value("rt_feed_state", feed="upstream", state="reconnecting") == 1
+    assert metrics.value("rt_feed_state", feed="upstream", state="backoff") == 1
     assert metrics.value("rt_feed_connect_attempts", feed="upstream") == 3
     assert metrics.value("rt_actors", kind="feed") == 1
 

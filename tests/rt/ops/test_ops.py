@@ -76,7 +76,7 @@ class DownFeed(Actor):
     kind: ClassVar[str] = "feed"
 
     def describe(self) -> dict[str, Any]:
-        return {"state": "disconnected", "attempts": 7}
+        return {"state": "down", "attempt": 7, "attempts_total": 7}
 
     async def run(self) -> None:
         await self.stop_requested.wait()
@@ -90,7 +90,7 @@ async def test_a_feed_that_is_down_makes_health_degraded_not_unavailable(
     assert response.status_code == 200
     health = response.json()
     assert health["status"] == "degraded"
-    assert health["feeds"] == {"upstream": "disconnected"}
+    assert health["feeds"] == {"upstream": "down"}
     assert health["delivery"]["ok"] is True
 
 
