@@ -246,6 +246,7 @@ class Connection(Actor):
                         # isascii() is O(1) in CPython: only non-ASCII text pays an encode.
                         sent_bytes += len(text) if text.isascii() else len(text.encode())
                     scope.deadline = math.inf
+                    outbox.batch_written()
                     stats.messages_sent += len(batch)
                     stats.bytes_sent += sent_bytes
                     if oldest_ts:

@@ -135,8 +135,9 @@ async def probe_delivery(hub: Hub, *, timeout_s: float = PROBE_TIMEOUT_S) -> dic
             await hub.join(PROBE_TOPIC, outbox, since=None, epoch=None, announce=False)
             started = trio.current_time()
             update = await hub.publish(PROBE_TOPIC, {"probe": started}, kind="event")
-            while (outbox.sent_position(PROBE_TOPIC) or 0) < update.seq:
-                await outbox.take_batch()
+            expected = PROBE_CODEC.encode_update(update)
+            while expected not in await outbox.take_batch():
+                pass
             latency_s = trio.current_time() - started
             answer.update(ok=True, seq=update.seq, latency_ms=round(latency_s * 1000, 3))
             return answer

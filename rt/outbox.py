@@ -58,7 +58,7 @@ class _Sub:
     ) -> None:
         self.topic = topic
         self.seq = seq
-        self.sent: int | None = None  # the last seq handed to the writer
+        self.sent: int | None = None  # lossless topics: the last seq written to the socket
         self.lossless = lossless
         self.awaiting_snapshot = awaiting_snapshot
         self.active = True
@@ -126,6 +126,7 @@ class Outbox:
         self._queue: deque[_Entry | str] = deque()
         self._controls = 0
         self._dead = 0  # entries of ended subscriptions, still queued until the writer skips them
+        self._unwritten: list[tuple[_Sub, int]] = []  # lossless entries taken, not yet written
         self._subs: dict[str, _Sub] = {}
         self._readable = trio.lowlevel.ParkingLot()
         self.closed = False
@@ -178,7 +179,7 @@ class Outbox:
         return sub.seq
 
     def sent_position(self, topic: str) -> int | None:
-        """The last seq of ``topic`` handed to the writer (None: nothing yet)."""
+        """The last seq of a lossless ``topic`` written to the socket (None: nothing yet)."""
         sub = self._subs.get(topic)
         return None if sub is None else sub.sent
 
@@ -294,8 +295,8 @@ class Outbox:
                     continue
                 if sub.pending is entry:
                     sub.pending = None
-                if entry.kind != "notice":
-                    sub.sent = entry.seq
+                if sub.lossless and entry.kind != "notice":
+                    self._unwritten.append((sub, entry.seq))
                 if not oldest_ts:
                     oldest_ts = entry.ts  # 0 for snapshots and notices: not a publish
                 if entry.frame is None:
@@ -310,6 +311,14 @@ class Outbox:
         self.sent += len(batch)
         self.batch_ts = oldest_ts
         return batch
+
+    def batch_written(self) -> None:
+        """The writer wrote the last batch to the socket: only now does a lossless stream's
+        position move (a connection that dies mid-batch leaves it where it was, so the
+        user's next connection replays instead of skipping)."""
+        for sub, seq in self._unwritten:
+            sub.sent = seq
+        self._unwritten.clear()
 
     # -- internals ---------------------------------------------------------------------------
 
