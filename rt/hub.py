@@ -128,8 +128,8 @@ class Hub:
     ) -> None:
         """Subscribe ``outbox`` to ``topic``: from a snapshot, or resuming after ``since``."""
         # A user's private stream is lossless: never coalesced or resynced, see Outbox.
-        outbox.expect(topic, since, lossless=topic.startswith(USER_PREFIX))
-        message = JoinRoom(outbox, since, epoch, announce)
+        subscription = outbox.expect(topic, since, lossless=topic.startswith(USER_PREFIX))
+        message = JoinRoom(outbox, since, epoch, announce, subscription)
         while True:
             room = await self._room(topic)
             try:

@@ -155,17 +155,20 @@ class Outbox:
 
     # -- the connection's side ------------------------------------------------------------
 
-    def expect(self, topic: str, since: int | None, *, lossless: bool = False) -> None:
+    def expect(self, topic: str, since: int | None, *, lossless: bool = False) -> object:
         """About to join ``topic``: from a snapshot (None) or resuming after seq ``since``.
 
         A ``lossless`` topic (a user's private stream) is never coalesced or resynced: when
         it would have to be, the connection is closed as slow instead, and the client resumes.
+        Returns this subscription's identity: the room serves a join only while it is current.
         """
         self._drop_sub(topic)
         if since is None:
-            self._subs[topic] = _Sub(topic, 0, awaiting_snapshot=True, lossless=lossless)
+            sub = _Sub(topic, 0, awaiting_snapshot=True, lossless=lossless)
         else:
-            self._subs[topic] = _Sub(topic, since, awaiting_snapshot=False, lossless=lossless)
+            sub = _Sub(topic, since, awaiting_snapshot=False, lossless=lossless)
+        self._subs[topic] = sub
+        return sub
 
     def forget(self, topic: str) -> None:
         """Unsubscribed: nothing more of ``topic`` is sent, including what is queued."""
@@ -183,8 +186,10 @@ class Outbox:
         sub = self._subs.get(topic)
         return None if sub is None else sub.sent
 
-    def wants(self, topic: str) -> bool:
-        return topic in self._subs and not self.closed
+    def wants(self, topic: str, subscription: object = None) -> bool:
+        """Still subscribed to ``topic`` (by exactly that ``subscription``, when given)."""
+        sub = self._subs.get(topic)
+        return sub is not None and not self.closed and subscription in (None, sub)
 
     def topics(self) -> list[str]:
         return list(self._subs)

@@ -46,6 +46,9 @@ class JoinRoom:
     since: int | None = None
     epoch: str | None = None
     announce: bool = True
+    #: The outbox's subscription this join was made for: a later (un)subscribe or resume of
+    #: the same topic supersedes it, and a superseded join is ignored.
+    subscription: object = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +128,7 @@ class MarketRoom(Actor):
                 await self._catch_up()
         elif type(message) is JoinRoom:
             outbox = message.outbox
-            if outbox.wants(self.topic):  # it may have left again before we got here
+            if outbox.wants(self.topic, message.subscription):  # not left or superseded since
                 self._bring_up_to_date(
                     outbox, message.since, message.epoch, notice=message.announce
                 )
