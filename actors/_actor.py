@@ -93,6 +93,15 @@ class ActorRef:
     def __hash__(self) -> int:
         return id(self._cell)
 
+    def tell_control(self, message: Any) -> None:
+        """Deliver a control notice even past the mailbox's capacity, never waiting.
+
+        Only for notices bounded by other means (one per child exit, one per topic until it
+        is handled): a flood sent this way would defeat the mailbox's bound. Dropped silently
+        once the actor is stopping.
+        """
+        self._cell.mailbox.put_control(message)
+
     def tell_nowait(self, message: Any) -> bool:
         """Send without waiting; False if the mailbox policy dropped it.
 

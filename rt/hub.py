@@ -91,7 +91,7 @@ class Hub:
             room.tell_nowait(update)
         except MailboxFull:
             self._behind.add(update.topic)
-            room._cell.mailbox.put_control(CatchUp())
+            room.tell_control(CatchUp())
         except MailboxClosed:
             pass  # the room is stopping; a new one loads from the engine
 
@@ -151,7 +151,7 @@ class Hub:
         room = self.system.lookup(room_path(topic))
         if room is not None:
             # Bounded: an outbox asks at most once per topic until its snapshot arrives.
-            room._cell.mailbox.put_control(ResyncRequest(outbox))
+            room.tell_control(ResyncRequest(outbox))
 
     async def _room(self, topic: str) -> ActorRef:
         path = room_path(topic)

@@ -269,3 +269,24 @@ async def test_unknown_messages_crash_the_default_receive(
         assert isinstance(caught.value.__cause__, TypeError)
         assert str(caught.value.__cause__) == "p (plain) cannot handle 42"
         assert not first.alive
+
+
+async def test_tell_control_passes_capacity_and_is_dropped_once_stopping() -> None:
+    from actors import Actor, ChildSpec, Overflow
+
+    class Held(Actor):
+        kind = "held"
+        mailbox_capacity = 1
+        overflow = Overflow.FAIL
+
+        async def run(self) -> None:
+            await self.stop_requested.wait()
+
+    async with open_system() as system:
+        ref = await system.spawn(ChildSpec("held", Held))
+        ref.tell_nowait("fills it")
+        ref.tell_control("past capacity")
+        assert ref._cell.mailbox.statistics().depth == 2
+        await system.stop("held")
+        ref.tell_control("ignored")  # stopped: nothing raised, nothing queued
+        assert not ref.alive
