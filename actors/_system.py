@@ -38,16 +38,19 @@ class ActorSystem:
     def monitor(self, path: str, notify: Notify) -> Monitor:
         return self.registry.monitor(path, notify)
 
-    async def spawn(self, spec: ChildSpec, *, under: str = "") -> ActorRef:
+    async def spawn(
+        self, spec: ChildSpec, *, under: str = "", timeout_s: float = 5.0
+    ) -> ActorRef:
         """Start a child under the supervisor at ``under`` (the root by default).
 
         Returns once the child has started. Raises NameTaken if that supervisor already has
-        a child of that name, LookupError if no supervisor lives at ``under``, and AskFailed
-        (the child's error as ``__cause__``) if the child fails to start.
+        a child of that name, LookupError if no supervisor lives at ``under``, AskFailed
+        (the child's error as ``__cause__``) if the child fails to start, and AskTimeout if
+        the supervisor has not started it within ``timeout_s``.
         """
         parent = self._supervisor(under)
         try:
-            return cast(ActorRef, await parent.ask(StartChild(spec)))
+            return cast(ActorRef, await parent.ask(StartChild(spec), timeout_s=timeout_s))
         except AskFailed as exc:
             if isinstance(exc.__cause__, NameTaken):
                 raise exc.__cause__ from None

@@ -13,7 +13,7 @@ from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 from trio_websocket import WebSocketRequest, serve_websocket
 
-from actors import Actor, ChildSpec, Restart
+from actors import Actor, AskFailed, AskTimeout, ChildSpec, Restart
 
 from .auth import AuthError, verify_token
 from .connection import CLOSE_GOING_AWAY, Connection
@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from .server import Server
 
 log = logging.getLogger(__name__)
+
+#: A handshake whose Connection actor does not start within settings.connection_start_timeout_s
+#: is told to try again later (RFC 6455 close code 1013).
+CLOSE_TRY_AGAIN_LATER = 1013
 
 
 class WebSocketListener(Actor):
@@ -117,9 +121,20 @@ class WebSocketListener(Actor):
             restart=Restart.TEMPORARY,
             shutdown_timeout_s=3.0,
         )
+        try:
+            conn = await self.system.spawn(
+                spec, under="conns", timeout_s=settings.connection_start_timeout_s
+            )
+        except (AskTimeout, AskFailed) as exc:
+            # Overloaded (or the conns supervisor is restarting): refuse this client, and only
+            # it; an error escaping here would take the whole listener down.
+            log.warning("%s: could not start connection %s: %s", self.path, name, exc)
+            with trio.move_on_after(1) as cleanup:
+                cleanup.shield = True
+                await ws.aclose(CLOSE_TRY_AGAIN_LATER, "TRY_AGAIN_LATER")
+            return
         ended = trio.Event()
         try:
-            conn = await self.system.spawn(spec, under="conns")
             self.system.monitor(conn.path, lambda _down: ended.set())
             await ended.wait()
         finally:

@@ -39,6 +39,7 @@ class Settings:
     max_message_bytes: int = 64 * 1024
     max_markets_per_connection: int = 500
     max_connections_per_user: int = 5
+    connection_start_timeout_s: float = 10.0
     outbox_capacity: int = 1024
     outbox_high_water: int = 768
     control_capacity: int = 256
