@@ -337,9 +337,10 @@ class KMarketSession:
             )
         ]
         actions += self._forbidden(refused)
+        # Every Leave first, with the ack: a Join awaits, and a market still subscribed the
+        # old way meanwhile would get updates after the ack that its replay then repeats.
+        actions += [Leave(topic_of(mid)) for mid in allowed if mid in self.subscribed]
         for mid in allowed:
-            if mid in self.subscribed:
-                actions.append(Leave(topic_of(mid)))
             self.subscribed[mid] = None
             seq, epoch = positions[mid]
             actions.append(Join(topic_of(mid), since=seq, epoch=epoch))

@@ -337,11 +337,15 @@ class UofSession:
         actions: list[Action] = [
             Send(dumps({"type": "subscribed", "payload": {"eventIds": events, "resumed": True}}))
         ]
+        topics = {
+            stream: user_topic(self.user_id) if stream == "user" else event_topic(stream)
+            for stream in positions
+        }
+        # Every Leave first: a Join awaits, and a stream still joined the old way meanwhile
+        # would get live messages that its replay then repeats.
+        actions += [Leave(topics[s]) for s in positions if s == "user" or s in self.subscribed]
         for stream, seq in positions.items():
-            topic = user_topic(self.user_id) if stream == "user" else event_topic(stream)
-            if stream == "user" or stream in self.subscribed:
-                actions.append(Leave(topic))
             if stream != "user":
                 self.subscribed[stream] = None
-            actions.append(Join(topic, since=seq))
+            actions.append(Join(topics[stream], since=seq))
         return actions

@@ -921,3 +921,35 @@ async def test_a_subscriber_that_left_is_forgotten_even_after_the_table_emptied_
             assert [(r["name"], r["info"]["subscribers"]) for r in rooms] == [("market:1", 0)]
         await trio.sleep(31)
         assert core.system.lookup("rooms/market:1") is None  # nobody left: it stopped
+
+
+async def test_a_resume_of_several_markets_on_an_open_connection_repeats_nothing(
+    autojump_clock: Any,
+) -> None:
+    """Found by the machine: a resume of markets 1 and 2 acknowledged both at once, then left
+    and rejoined them one after the other. While it was joining market 1 (which awaits),
+    market 2 was still subscribed the old way and got a live update after the ack; its
+    replay from the offset then sent that update again."""
+    async with open_core() as core:
+        await core.publish(2, {"a": 1})
+        async with core.connect() as ws:
+            await send(ws, {"type": "subscribe", "markets": [2]})
+            assert (await receive(ws))["type"] == "ack"
+            assert (await receive(ws))["seq"] == 1
+            engine = core.engine
+            take_snapshot = engine.snapshot
+
+            async def publish_then_snapshot(topic: str) -> Any:
+                if topic == "market:1":  # market 1's room is starting for the resume
+                    await engine.publish("market:2", {"b": 2})
+                return await take_snapshot(topic)
+
+            engine.snapshot = publish_then_snapshot  # type: ignore[method-assign]
+            await send(ws, {"type": "resume", "offsets": {"1": 0, "2": 1}})
+            assert (await receive(ws))["type"] == "ack"
+            seen = []
+            with trio.move_on_after(5):
+                while True:
+                    seen.append(await receive(ws))
+            updates = [(m["marketId"], m["seq"]) for m in seen if m["type"] == "odds_update"]
+            assert updates == [(2, 2)], seen

@@ -139,8 +139,8 @@ def test_resume_rejoins_events_and_the_users_stream() -> None:
         {"type": "subscribed", "payload": {"eventIds": ["sr:match:1"], "resumed": True}}
     ]
     assert [a for a in actions if not isinstance(a, Send)] == [
-        Join("event:sr:match:1", since=4),
         Leave("user:u1"),
+        Join("event:sr:match:1", since=4),
         Join("user:u1", since=2),
     ]
 
