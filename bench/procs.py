@@ -1,0 +1,294 @@
+"""The processes of a benchmark run: a server on core 0, the client fleet on core 1.
+
+Each wrapper starts its process, talks to it (the server's control port, the fleet's stdin and
+stdout), reads its CPU time and memory from /proc, and kills it. Every wait has a timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import queue
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+LOADGEN = ROOT / "bench" / "loadgen"
+SERVER_CORE = 0
+LOADGEN_CORE = 1
+
+SERVERS = {
+    "rt": "bench.servers.rt_server",
+    "websockets": "bench.servers.websockets_broadcast",
+    "naive": "bench.servers.naive_trio",
+}
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class BenchError(RuntimeError):
+    """A run could not be carried out (a process died, a step timed out)."""
+
+
+def pinned(core: int) -> list[str]:
+    """The taskset prefix that pins a command to ``core`` (none on a one-core machine)."""
+    if shutil.which("taskset") and (os.cpu_count() or 1) > core:
+        return ["taskset", "-c", str(core)]
+    return []
+
+
+def pin_self(core: int) -> None:
+    if (os.cpu_count() or 1) > core:
+        os.sched_setaffinity(0, {core})
+
+
+def _raise_nofile() -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def runq_wait_seconds(pid: int) -> float:
+    """Time the process's main thread was ready to run but waited for the CPU (taken by
+    another process on its core): how much the machine's other load held it back."""
+    with open(f"/proc/{pid}/schedstat") as f:
+        return int(f.read().split()[1]) / 1e9
+
+
+def rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise BenchError(f"no VmRSS for pid {pid}")
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "python": platform.python_version(),
+        "node": node,
+        "kernel": platform.release(),
+        "load_avg_1m": os.getloadavg()[0],
+    }
+
+
+def _tail(log: Any) -> str:
+    log.seek(0)
+    return log.read().decode(errors="replace")[-2000:]
+
+
+class _Process:
+    """A Python process of ours that prints one JSON ready line, with its stderr kept."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], timeout_s: float) -> None:
+        self.name = name
+        # BENCH_LOGS=<dir> keeps each server's stderr there (BENCH_RT_LOG=INFO for rt's logs)
+        logs = os.environ.get("BENCH_LOGS")
+        if logs:
+            Path(logs).mkdir(parents=True, exist_ok=True)
+            self.log = open(Path(logs) / f"{name}-{time.strftime('%H%M%S')}.log", "w+b")
+        else:
+            self.log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            preexec_fn=_raise_nofile,
+        )
+        lines: queue.Queue[bytes] = queue.Queue()
+        stdout = self.proc.stdout
+        assert stdout is not None
+        threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
+        try:
+            self.ready: dict[str, Any] = dict(json.loads(lines.get(timeout=timeout_s)))
+        except (queue.Empty, ValueError):
+            self.kill()
+            raise BenchError(f"{name} did not start:\n{_tail(self.log)}") from None
+
+    def kill(self) -> None:
+        """Results are in hand, and a graceful stop is not what is measured."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        self.log.close()
+
+
+class Server:
+    """One server under test, started on SERVER_CORE; its publisher behind ``control``.
+
+    ``publish_via`` (rt only): "inprocess" runs the plan inside rt; "override" runs it in
+    bench/servers/http_publisher.py on LOADGEN_CORE, publishing over rt's HTTP API.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        *,
+        secret: str,
+        admin_token: str,
+        publish_via: str = "inprocess",
+        timeout_s: float = 30,
+    ) -> None:
+        self.kind = kind
+        env = dict(os.environ, RT_JWT_SECRET=secret, RT_ADMIN_TOKEN=admin_token)
+        argv = [*pinned(SERVER_CORE), sys.executable, "-m", SERVERS[kind]]
+        external = publish_via != "inprocess"
+        if external and kind != "rt":
+            raise BenchError(f"--publish-via {publish_via} is for rt only")
+        self._server = _Process(
+            kind, argv + (["--publisher", "none"] if external else []), env, timeout_s
+        )
+        self._publisher: _Process | None = None
+        self.ready = dict(self._server.ready)
+        self.pid: int = self.ready["pid"]
+        self.ws_url = f"ws://127.0.0.1:{self.ready['ws_port']}/ws/odds?token="
+        if external:
+            self._publisher = _Process(
+                "publisher",
+                [
+                    *pinned(LOADGEN_CORE),
+                    sys.executable,
+                    "-m",
+                    "bench.servers.http_publisher",
+                    "--http-url",
+                    f"http://127.0.0.1:{self.ready['http_port']}",
+                    "--via",
+                    publish_via,
+                ],
+                env,
+                timeout_s,
+            )
+            self.ready["control_port"] = self._publisher.ready["control_port"]
+        self._control = socket.create_connection(("127.0.0.1", self.ready["control_port"]), 5)
+        self._control_file = self._control.makefile("rwb")
+
+    def control(self, cmd: str, **args: Any) -> dict[str, Any]:
+        self._control_file.write(json.dumps({"cmd": cmd, **args}).encode() + b"\n")
+        self._control_file.flush()
+        reply = json.loads(self._control_file.readline())
+        if not reply.get("ok"):
+            raise BenchError(f"{self.kind} control {cmd}: {reply}")
+        return dict(reply)
+
+    def published(self) -> dict[str, int]:
+        return dict(self.control("stats")["published"])
+
+    def wait_published(self, total: int, timeout_s: float = 30) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self.control("stats")["total"] < total:
+            if time.monotonic() > deadline:
+                raise BenchError(f"{self.kind}: the publisher did not reach {total} in time")
+            time.sleep(0.01)
+
+    def cpu_s(self) -> float:
+        return cpu_seconds(self.pid)
+
+    def runq_wait_s(self) -> float:
+        return runq_wait_seconds(self.pid)
+
+    def rss_kb(self) -> int:
+        return rss_kb(self.pid)
+
+    def log_tail(self) -> str:
+        return _tail(self._server.log)
+
+    def close(self) -> None:
+        self._control.close()
+        if self._publisher is not None:
+            self._publisher.kill()
+        self._server.kill()
+
+
+class Fleet:
+    """The Node client fleet (bench/loadgen/fleet.mjs), started on LOADGEN_CORE."""
+
+    @staticmethod
+    def check_installed() -> None:
+        if not (LOADGEN / "node_modules" / "ws").is_dir():
+            raise SystemExit("bench: the load generator needs `npm ci --prefix bench/loadgen`")
+
+    def __init__(self, workers: int = 1) -> None:
+        self._log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            [*pinned(LOADGEN_CORE), "node", str(LOADGEN / "fleet.mjs"), "--workers", str(workers)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            preexec_fn=_raise_nofile,
+        )
+        self._replies: queue.Queue[bytes] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        self.pids: list[int] = self.op("hello")["pids"]
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._replies.put(line)
+        self._replies.put(b"")
+
+    def op(self, op: str, **args: Any) -> dict[str, Any]:
+        """Send one command; ``timeout_s`` (if any) bounds it in the fleet, and this waits
+        for the answer a little longer than that."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"op": op, **args}).encode() + b"\n")
+        self.proc.stdin.flush()
+        wait_s = float(args.get("timeout_s", 60)) + 15
+        try:
+            line = self._replies.get(timeout=wait_s)
+        except queue.Empty:
+            raise BenchError(f"fleet {op}: no answer in {wait_s:.0f} s") from None
+        if not line:
+            raise BenchError(f"fleet exited during {op}:\n{_tail(self._log)}")
+        reply = dict(json.loads(line))
+        if "error" in reply:
+            raise BenchError(f"fleet {op}: {reply['error']}")
+        return reply
+
+    def cpu_s(self) -> float:
+        total = 0.0
+        for pid in self.pids:
+            try:
+                total += cpu_seconds(pid)
+            except FileNotFoundError:
+                pass
+        return total
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.op("exit", timeout_s=2)
+            except (BenchError, BrokenPipeError, OSError):
+                pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self._log.close()

@@ -1,0 +1,128 @@
+"""Results: pick the best of repeated runs, compute rt/websockets ratios, print tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .scenarios import SCENARIOS
+
+#: What each scenario's table shows: (label, key in a run's results, digits).
+COLUMNS: dict[str, list[tuple[str, str, int]]] = {
+    "s1": [
+        ("delivered msgs/s (measured)", "delivered_per_s", 0),
+        ("delivered msgs per server CPU-second", "delivered_per_cpu_s", 0),
+        ("server CPU-s per million delivered", "cpu_s_per_million", 2),
+    ],
+    "s2": [
+        ("p50 latency ms (from publish)", "p50_ms", 3),
+        ("p99 latency ms (from publish)", "p99_ms", 3),
+        ("p99 latency ms (from schedule)", "p99_from_schedule_ms", 3),
+        ("publishes/s achieved (of 2,000)", "publish_rate", 0),
+        ("server cores (measured)", "server_cores", 3),
+        ("server CPU-ms per 1k publishes", "server_cpu_ms_per_1k_publishes", 1),
+    ],
+    "s3": [
+        ("server KB per connection", "kb_per_connection", 2),
+        ("GC-tracked objects per connection", "gc_objects_per_connection", 1),
+        ("connects/s while ramping up", "connects_per_s", 0),
+    ],
+    "s4": [
+        ("connect+subscribe+close /s (measured)", "cycles_per_s", 0),
+        ("cycles per server CPU-second", "cycles_per_cpu_s", 0),
+        ("server CPU-ms per cycle", "server_cpu_ms_per_cycle", 3),
+    ],
+    "s5": [
+        ("time to all caught up, s", "resume_s", 3),
+        ("server CPU-s for the resume", "server_cpu_s", 3),
+        ("connections dropped by the server", "dropped_by_server", 0),
+        ("clients left disconnected at the end", "disconnected_at_end", 0),
+    ],
+}
+
+#: The issue's targets as (label, key, limit, kind): kind "min"/"max" bounds rt/websockets,
+#: "abs" bounds rt's own value, "report" only shows the ratio.
+TARGETS: dict[str, list[tuple[str, str, float, str]]] = {
+    "s1": [
+        ("delivered >= 1.3x websockets, per CPU-second", "delivered_per_cpu_s", 1.3, "min"),
+        ("delivered >= 1.3x websockets, measured", "delivered_per_s", 1.3, "min"),
+    ],
+    "s2": [
+        ("p99 (from schedule) <= 1.5x websockets", "p99_from_schedule_ms", 1.5, "max"),
+        ("CPU per publish <= 1.5x websockets", "server_cpu_ms_per_1k_publishes", 1.5, "max"),
+    ],
+    "s3": [("<= 15 KB per connection (absolute)", "kb_per_connection", 15.0, "abs")],
+    "s4": [
+        ("rate >= 1.0x websockets, per CPU-second", "cycles_per_cpu_s", 1.0, "min"),
+        ("rate >= 1.0x websockets, measured", "cycles_per_s", 1.0, "min"),
+    ],
+    "s5": [("time to catch up (reported)", "resume_s", 0.0, "report")],
+}
+
+
+def best(scenario: str, runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    s = SCENARIOS[scenario]
+    good = [r for r in runs if "error" not in r and r.get(s.metric) is not None]
+    if not good:
+        return None
+    pick = max if s.higher_is_better else min
+    return pick(good, key=lambda r: r[s.metric])
+
+
+def ratios(scenario: str, best_of: dict[str, dict[str, Any] | None]) -> list[dict[str, Any]]:
+    rt, ws = best_of.get("rt"), best_of.get("websockets")
+    out = []
+    for label, key, limit, kind in TARGETS[scenario]:
+        row: dict[str, Any] = {"target": label, "metric": key}
+        if rt is not None and kind == "abs":
+            row["rt"] = rt[key]
+            row["met"] = rt[key] <= limit
+        elif rt is not None and ws is not None and ws[key]:
+            ratio = rt[key] / ws[key]
+            row["ratio"] = ratio
+            if kind == "min":
+                row["met"] = ratio >= limit
+            elif kind == "max":
+                row["met"] = ratio <= limit
+            else:
+                row["met"] = None
+        out.append(row)
+    return out
+
+
+def _fmt(value: Any, digits: int) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "NO"
+    if isinstance(value, int | float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def table(scenario: str, result: dict[str, Any]) -> str:
+    """A markdown table of the best run of each server, with rt/websockets."""
+    servers = list(result["best"])
+    head = ["", *servers, "rt / websockets"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, key, digits in [*COLUMNS[scenario], ("contract held (0 gaps, 0 dups)", "ok", 0)]:
+        cells = [label]
+        values = {}
+        for server in servers:
+            run = result["best"][server]
+            value = (
+                None if run is None else (run["contract"]["ok"] if key == "ok" else run.get(key))
+            )
+            values[server] = value
+            cells.append(_fmt(value, digits))
+        rt, ws = values.get("rt"), values.get("websockets")
+        both = isinstance(rt, int | float) and isinstance(ws, int | float) and key != "ok"
+        cells.append(f"{rt / ws:.2f}x" if both and ws else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    for row in result["targets"]:
+        if "ratio" in row:
+            verdict = {True: "met", False: "NOT met", None: "reported"}[row.get("met")]
+            lines.append(f"\ntarget: {row['target']}: {row['ratio']:.2f}x, {verdict}")
+        elif "rt" in row:
+            verdict = "met" if row.get("met") else "NOT met"
+            lines.append(f"\ntarget: {row['target']}: rt {row['rt']:.2f}, {verdict}")
+    return "\n".join(lines)

@@ -1,0 +1,323 @@
+"""The five scenarios. Each takes a started server and fleet and returns one run's results.
+
+S1 fan-out   1,000 clients on one market; the publisher runs as fast as the slowest client
+             allows (a credit window of WINDOW publishes, kept by the fleet): delivered
+             messages per second, server CPU-seconds per million delivered.
+S2 rooms     1,000 clients over 100 markets (10 each), 2,000 publishes/s: latency
+             percentiles (from publish, and from the scheduled time), server core use.
+S3 memory    10,000 idle clients, each subscribed to one of 100 markets: server RSS growth
+             per connection (after gc.collect() in the server, before and after).
+S4 churn     connect + subscribe + snapshot + close in a loop on CHURN_LOOPS concurrent
+             clients (rt verifies each one's JWT): cycles per second.
+S5 resume    1,000 clients on one market disconnect, 500 updates are published, then all
+             reconnect at once with resume offsets while 50 publishes/s go on: time until
+             every client holds the seq that was current when they reconnected. A client
+             the server drops or refuses reconnects with an exponential backoff (0.2 s to
+             5 s, up to 30 times) and resumes from what it holds; the drops are reported.
+
+Every run also reports the delivery contract as the fleet saw it on every message: gaps and
+steps back must be 0, and after the publisher stops every client must reach the last seq.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .procs import BenchError, Fleet, Server
+
+WINDOW = 500  # S1: publishes the server may be ahead of the slowest client (< rt's 768)
+CHURN_LOOPS = 50  # S4: concurrent connect/close loops
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    title: str
+    #: (server, fleet, tokens, where to save a profile of the window or None) -> results
+    run: Callable[[Server, Fleet, list[str], Path | None], dict[str, Any]]
+    workers: int  # fleet processes
+    tokens: int  # distinct users needed (rt allows 5 connections per user)
+    #: the primary metric, and whether higher is better: picks the best of repeated runs
+    metric: str
+    higher_is_better: bool
+
+
+def measure(
+    server: Server, fleet: Fleet, seconds: float, *, profile: Path | None = None
+) -> dict[str, Any]:
+    """One measurement window: messages delivered, latency, CPU of server and fleet."""
+    fleet.op("mark")
+    finish_profile = None
+    if profile is not None:
+        from .profile import record
+
+        finish_profile = record(server, seconds, profile)
+    before = server.control("stats")
+    cpu0, wait0, fleet0, t0 = server.cpu_s(), server.runq_wait_s(), fleet.cpu_s(), time.monotonic()
+    time.sleep(seconds)
+    stats = fleet.op("stats")
+    cpu1, wait1, fleet1, t1 = server.cpu_s(), server.runq_wait_s(), fleet.cpu_s(), time.monotonic()
+    after = server.control("stats")
+    published = after["total"] - before["total"]
+    gc_s = after["gc_s"] - before["gc_s"]
+    if finish_profile is not None:
+        finish_profile()
+    wall = t1 - t0
+    delivered = stats["counters"]["window_updates"]
+    return {
+        "wall_s": round(wall, 3),
+        "published": published,
+        "publish_rate": round(published / wall, 1),
+        "delivered": delivered,
+        "delivered_per_s": round(delivered / wall),
+        "server_cpu_s": round(cpu1 - cpu0, 3),
+        "server_cores": round((cpu1 - cpu0) / wall, 3),
+        # ready to run, but the core was busy with another process (other developers' jobs)
+        "server_runq_wait_share": round((wait1 - wait0) / wall, 3),
+        "fleet_cores": round((fleet1 - fleet0) / wall, 3),
+        "server_gc_share_of_cpu": round(gc_s / max(cpu1 - cpu0, 1e-9), 3),
+        "server_gc_collections": [
+            a - b for a, b in zip(after["gc_collections"], before["gc_collections"], strict=True)
+        ],
+        "server_gc_s_by_generation": [
+            round(a - b, 3)
+            for a, b in zip(after["gc_s_by_generation"], before["gc_s_by_generation"], strict=True)
+        ],
+        "latency_ms": stats["latency_pt"],
+        "latency_from_schedule_ms": stats["latency_st"],
+    }
+
+
+def contract(
+    server: Server, fleet: Fleet, *, timeout_s: float = 30, drops_allowed: bool = False
+) -> dict[str, Any]:
+    """Stop publishing, wait for every client to reach the last seq, report what was seen.
+
+    ``drops_allowed``: connections the server closed (and clients it left disconnected) are
+    reported but do not fail the contract, which is then about the messages received (S5's
+    clients reconnect and resume, as real clients do)."""
+    server.control("stop")
+    published = server.published()
+    done = fleet.op("wait_seq", targets=published, timeout_s=timeout_s) if published else {}
+    stats = fleet.op("stats")
+    c = stats["counters"]
+    report: dict[str, Any] = {
+        "gaps": c["gaps"],
+        "steps_back": c["backward"],
+        "unexpected": c["unexpected"],
+        "errors": c["errors"],
+        "closed_unexpectedly": c["closed_unexpectedly"],
+        "behind_at_end": done.get("behind", 0),  # connected, yet short of the last seq
+        "disconnected_at_end": done.get("disconnected_behind", 0),
+        "conflated": c["conflated"],
+        "resyncs": c["resyncs"],
+        "updates_seen": c["updates"],
+        "close_codes": stats["close_codes"],  # of connections the server closed
+    }
+    must_be_zero = ["gaps", "steps_back", "unexpected", "errors", "behind_at_end"]
+    if not drops_allowed:
+        must_be_zero += ["closed_unexpectedly", "disconnected_at_end"]
+    report["ok"] = all(report[k] == 0 for k in must_be_zero)
+    return report
+
+
+def connect(server: Server, fleet: Fleet, clients: list[dict[str, Any]], **args: Any) -> float:
+    r = fleet.op("connect", url=server.ws_url, clients=clients, **args)
+    if r["ok"] != len(clients):
+        raise BenchError(f"{server.kind}: {r['ok']} of {len(clients)} clients connected: {r}")
+    return float(r["elapsed_s"])
+
+
+def markets(n: int) -> list[str]:
+    return [str(m) for m in range(1, n + 1)]
+
+
+def s1(server: Server, fleet: Fleet, tokens: list[str], profile: Path | None) -> dict[str, Any]:
+    connect_s = connect(server, fleet, [{"token": t, "markets": ["1"]} for t in tokens[:1000]])
+    fleet.op("credit_start", port=server.ready["control_port"], market="1", window=WINDOW)
+    time.sleep(1.5)  # warm up
+    window = measure(server, fleet, 8.0 if profile is not None else 5.0, profile=profile)
+    fleet.op("credit_stop")
+    cpu_per_m = window["server_cpu_s"] / max(window["delivered"], 1) * 1e6
+    return {
+        "delivered_per_s": window["delivered_per_s"],
+        "cpu_s_per_million": round(cpu_per_m, 2),
+        # what one whole core would deliver: robust to the share of core 0 the server got
+        "delivered_per_cpu_s": round(1e6 / cpu_per_m) if cpu_per_m else None,
+        "connect_s": round(connect_s, 2),
+        "window": window,
+        "contract": contract(server, fleet),
+    }
+
+
+def s2(server: Server, fleet: Fleet, tokens: list[str], profile: Path | None) -> dict[str, Any]:
+    rooms = markets(100)
+    clients = [{"token": t, "markets": [rooms[i % 100]]} for i, t in enumerate(tokens[:1000])]
+    connect(server, fleet, clients)
+    measure_s = 8.0 if profile is not None else 5.0
+    server.control("rate", markets=rooms, rate=2000, duration_s=measure_s + 10)
+    time.sleep(2.0)  # warm up
+    window = measure(server, fleet, measure_s, profile=profile)
+    lag = server.control("stats")["lag_max_ms"]
+    return {
+        "p50_ms": window["latency_ms"]["p50_ms"],
+        "p99_ms": window["latency_ms"]["p99_ms"],
+        "p99_from_schedule_ms": window["latency_from_schedule_ms"]["p99_ms"],
+        "server_cores": window["server_cores"],
+        "server_cpu_ms_per_1k_publishes": round(
+            window["server_cpu_s"] / max(window["published"], 1) * 1e6, 1
+        ),
+        "publish_rate": window["publish_rate"],
+        "publisher_lag_max_ms": lag,
+        "window": window,
+        "contract": contract(server, fleet),
+    }
+
+
+def s3(server: Server, fleet: Fleet, tokens: list[str], profile: Path | None) -> dict[str, Any]:
+    n, rooms = 10_000, markets(100)
+    server.control("rate", markets=rooms, rate=10_000, count=len(rooms))  # one per market
+    server.wait_published(len(rooms))
+    gc_before = server.control("gc")
+    time.sleep(0.5)
+    before = server.rss_kb()
+    clients = [{"token": t, "markets": [rooms[i % 100]]} for i, t in enumerate(tokens[:n])]
+    connect_s = connect(server, fleet, clients, concurrency=200, timeout_s=110)
+    time.sleep(1.0)
+    gc_after = server.control("gc")
+    time.sleep(0.5)
+    after = server.rss_kb()
+    # Still subscribed: one more update per market must reach all 10,000.
+    server.control("rate", markets=rooms, rate=10_000, count=len(rooms))
+    server.wait_published(2 * len(rooms))
+    return {
+        "kb_per_connection": round((after - before) / n, 2),
+        # objects the cyclic GC tracks (and walks in every full collection), per connection
+        "gc_objects_per_connection": round(
+            (gc_after["tracked_objects"] - gc_before["tracked_objects"]) / n, 1
+        ),
+        "gc_objects_per_connection_by_type": _per_connection(gc_before, gc_after, n),
+        "rss_before_mb": round(before / 1024, 1),
+        "rss_after_mb": round(after / 1024, 1),
+        "connect_s": round(connect_s, 2),
+        "connects_per_s": round(n / connect_s),
+        "contract": contract(server, fleet),
+    }
+
+
+def _per_connection(before: dict[str, Any], after: dict[str, Any], n: int) -> dict[str, float]:
+    """The types whose tracked objects grew most, per connection."""
+    grew = {t: c - before["types"].get(t, 0) for t, c in after["types"].items()}
+    top = sorted(grew.items(), key=lambda item: -item[1])[:20]
+    return {t: round(c / n, 2) for t, c in top if c >= n / 10}
+
+
+def s4(server: Server, fleet: Fleet, tokens: list[str], profile: Path | None) -> dict[str, Any]:
+    server.control("burst", market="1", count=1)
+    server.wait_published(1)
+    loops = tokens[:CHURN_LOOPS]
+    fleet.op("churn", url=server.ws_url, tokens=loops, market="1", duration_s=1)  # warm up
+    cpu0, wait0 = server.cpu_s(), server.runq_wait_s()
+    r = fleet.op("churn", url=server.ws_url, tokens=loops, market="1", duration_s=5)
+    cpu, wait = server.cpu_s() - cpu0, server.runq_wait_s() - wait0
+    return {
+        "cycles_per_s": round(r["cycles"] / r["elapsed_s"]),
+        # what one whole core would do: robust to the share of core 0 the server got
+        "cycles_per_cpu_s": round(r["cycles"] / cpu) if cpu else None,
+        "cycles": r["cycles"],
+        "failed": r["failed"],
+        "server_cores": round(cpu / r["elapsed_s"], 3),
+        "server_runq_wait_share": round(wait / r["elapsed_s"], 3),
+        "server_cpu_ms_per_cycle": round(cpu / max(r["cycles"], 1) * 1000, 3),
+        "contract": {"ok": r["failed"] == 0, "failed": r["failed"]},
+    }
+
+
+def s5(server: Server, fleet: Fleet, tokens: list[str], profile: Path | None) -> dict[str, Any]:
+    n, behind = 1000, 500
+    connect(server, fleet, [{"token": t, "markets": ["1"]} for t in tokens[:n]])
+    server.control("burst", market="1", count=10)
+    server.wait_published(10)
+    if not fleet.op("wait_seq", targets={"1": 10}, timeout_s=30)["ok"]:
+        raise BenchError(f"{server.kind}: clients did not reach seq 10")
+    fleet.op("disconnect")
+    server.control("burst", market="1", count=behind)
+    server.wait_published(10 + behind)
+    target = 10 + behind
+    server.control("rate", markets=["1"], rate=50, duration_s=90)  # live publishes go on
+    cpu0, wait0, t0 = server.cpu_s(), server.runq_wait_s(), time.monotonic()
+    r = fleet.op("resume", url=server.ws_url, targets={"1": target}, timeout_s=60, retries=30)
+    cpu, wait = server.cpu_s() - cpu0, server.runq_wait_s() - wait0
+    wall = time.monotonic() - t0
+    report = contract(server, fleet, drops_allowed=True)
+    c = fleet.op("stats")["counters"]
+    if r["ok"] != n:
+        report["ok"] = False
+    return {
+        "resume_s": round(r["elapsed_s"], 3),
+        "caught_up": r["ok"],
+        "dropped_by_server": c["closed_unexpectedly"],
+        "reconnects": c["reconnects"],
+        "disconnected_at_end": report["disconnected_at_end"],
+        "server_cpu_s": round(cpu, 3),
+        "server_runq_wait_share": round(wait / wall, 3),
+        "resumed_messages": c["resumed"],
+        "resumed_not_recovered": c["resumed_lost"],
+        "contract": report,
+    }
+
+
+SCENARIOS = {
+    s.name: s
+    for s in [
+        Scenario(
+            name="s1",
+            title="fan-out: 1,000 clients on one market, max rate",
+            run=s1,
+            workers=1,
+            tokens=1000,
+            metric="delivered_per_cpu_s",
+            higher_is_better=True,
+        ),
+        Scenario(
+            name="s2",
+            title="rooms: 1,000 clients over 100 markets, 2,000 publishes/s",
+            run=s2,
+            workers=1,
+            tokens=1000,
+            metric="p99_from_schedule_ms",
+            higher_is_better=False,
+        ),
+        Scenario(
+            name="s3",
+            title="memory: 10,000 idle subscribed clients",
+            run=s3,
+            workers=2,
+            tokens=10_000,
+            metric="kb_per_connection",
+            higher_is_better=False,
+        ),
+        Scenario(
+            name="s4",
+            title="churn: connect + subscribe + close",
+            run=s4,
+            workers=1,
+            tokens=CHURN_LOOPS,
+            metric="cycles_per_cpu_s",
+            higher_is_better=True,
+        ),
+        Scenario(
+            name="s5",
+            title="resume: 1,000 clients 500 updates behind reconnect at once",
+            run=s5,
+            workers=1,
+            tokens=1000,
+            metric="resume_s",
+            higher_is_better=False,
+        ),
+    ]
+}

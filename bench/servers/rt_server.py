@@ -1,0 +1,79 @@
+"""rt under test: `open_server(settings)` plus the benchmark publisher, in one process.
+
+    RT_JWT_SECRET=... python -m bench.servers.rt_server [--publisher inprocess|none]
+
+With ``--publisher inprocess`` (the default) the plan publishes with ``server.hub.publish``,
+the same path as the demo feed and POST /admin/odds/override after their HTTP handling.
+With ``none`` nothing in the server publishes: an external publisher drives rt over its
+HTTP API instead (bench/servers/http_publisher.py), so the publish path can be switched to
+POST /admin/publish or /ws/publish once rt has them, without touching the scenarios.
+
+rt runs on its defaults (outbox 1,024, history 1,000, 5 connections per user), with the demo
+feed off and the JWT secret and admin token from RT_JWT_SECRET and RT_ADMIN_TOKEN.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import socket
+import sys
+from typing import Any
+
+import trio
+
+from rt.server import open_server
+from rt.settings import Settings
+
+from .plan import PublishPlan
+from .trio_driver import Wakeup, drive, serve_control
+
+
+def free_port() -> int:
+    """A port to bind for good: with port 0, a listener restarted by its supervisor would
+    come back on another port, and the clients could not find it again."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def main(args: argparse.Namespace) -> None:
+    settings = Settings(
+        host="127.0.0.1",
+        ws_port=args.ws_port or free_port(),
+        http_port=args.http_port or free_port(),
+        demo_feed=False,
+        jwt_secret=os.environ["RT_JWT_SECRET"],
+        admin_token=os.environ.get("RT_ADMIN_TOKEN", ""),
+    )
+    async with open_server(settings) as server, trio.open_nursery() as nursery:
+        ready: dict[str, Any] = {
+            "ready": True,
+            "pid": os.getpid(),
+            "ws_port": server.ws_port,
+            "http_port": server.http_port,
+        }
+        if args.publisher == "inprocess":
+            plan, wake = PublishPlan(), Wakeup()
+
+            async def publish(market: str, patch: dict[str, Any]) -> None:
+                await server.hub.publish(f"market:{market}", patch)
+
+            ready["control_port"] = await nursery.start(serve_control, plan, wake)
+            nursery.start_soon(drive, plan, wake, publish)
+        print(json.dumps(ready), flush=True)
+        await trio.sleep_forever()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ws-port", type=int, default=0)
+    parser.add_argument("--http-port", type=int, default=0)
+    parser.add_argument("--publisher", choices=["inprocess", "none"], default="inprocess")
+    logging.basicConfig(level=os.environ.get("BENCH_RT_LOG", "WARNING"), stream=sys.stderr)
+    try:
+        trio.run(main, parser.parse_args())
+    except KeyboardInterrupt:
+        sys.exit(130)
