@@ -129,7 +129,7 @@ class View:
     on: bool = False  # subscribed on the current connection (as the acks say)
     need_snapshot: bool = False  # subscribed from scratch: a snapshot must come first
     # Resumes sent and not acknowledged yet, (offset, epoch) each; then acknowledged and not
-    # reported on yet (a report may never come: a later resume or a resync supersedes it).
+    # reported on yet (only the latest gets a report: a later resume supersedes a join).
     resumes: deque[tuple[int, str | None]] = field(default_factory=deque)
     answered: deque[tuple[int, str | None]] = field(default_factory=deque)
 
@@ -260,34 +260,30 @@ class Checker:
         self.counts["conflated update" if conflated else "update"] += 1
 
     def _resumed(self, message: dict[str, Any]) -> None:
+        """The report of a resume: of the latest one acknowledged (the reports of those it
+        superseded never come, or came before its ack), once, and saying the right thing."""
         market, view = self._market(message)
-        offset = message["fromSeq"] - 1
-        asked = [i for i, (o, _) in enumerate(view.answered) if o == offset]
-        if not asked:
-            self.fail(f"market {market}: a resume result from {offset + 1}, never asked for")
+        if not view.answered:
+            self.fail(f"market {market}: a resume report, but no resume is awaiting one")
+        offset, epoch = view.answered[-1]
+        view.answered.clear()
+        if message["fromSeq"] != offset + 1:
+            self.fail(f"market {market}: resumed from {message['fromSeq']}, asked after {offset}")
         to_seq = message["toSeq"]
         if not offset <= to_seq <= self.model.seq(market):
             self.fail(f"market {market}: resumed up to {to_seq}, after {offset}")
-
-        def expected(epoch: str | None) -> tuple[bool, str | None]:
-            if epoch not in (None, self.model.epoch):
-                return False, "epoch_changed"
-            if to_seq - offset > HISTORY:
-                return False, "beyond_history"
-            return True, None
-
+        if epoch not in (None, self.model.epoch):
+            expected: tuple[bool, str | None] = (False, "epoch_changed")
+        elif to_seq - offset > HISTORY:
+            expected = (False, "beyond_history")
+        else:
+            expected = (True, None)
         got = (message["recovered"], message.get("reason"))
-        # The first answered resume from this offset that it fits (the reports of those
-        # before it were superseded).
-        fits = [i for i in asked if expected(view.answered[i][1]) == got]
-        if not fits:
+        if got != expected:
             self.fail(
                 f"market {market}: recovered={got[0]} reason={got[1]} resuming after {offset} "
-                f"at {to_seq}, expected {expected(view.answered[asked[0]][1])} "
-                f"(history {HISTORY})"
+                f"at {to_seq}, expected {expected} (history {HISTORY})"
             )
-        for _ in range(fits[0] + 1):
-            view.answered.popleft()
         self.counts[f"resumed: {got[1] or 'replayed'}"] += 1
 
 
