@@ -9,7 +9,7 @@ synchronous or a short await, and it holds no state that needs a mailbox to stay
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import trio
 
@@ -192,12 +192,3 @@ class Hub:
     def user_position(self, user_id: int | str) -> int:
         """The last seq of the user's stream written to any of its connections (0: none)."""
         return self._user_positions.get(str(user_id), 0)
-
-    def statistics(self) -> dict[str, Any]:
-        return {
-            "topics": len(self.engine.topics()),
-            "rooms": sum(1 for p in self.system.registry.paths() if p.startswith(ROOMS + "/")),
-            "users": sum(1 for p in self.system.registry.paths() if p.startswith(USERS + "/")),
-            "subscriptions": self.subscriber_count(),
-            "published": self.messages_published,
-        }
