@@ -62,6 +62,9 @@ class Hub:
         self.engine = engine
         self.settings = settings
         self._subscribers: dict[str, dict[int, Outbox]] = {}
+        # Joins told to a room and not yet served: a room that crashes loses its mailbox,
+        # so its next incarnation serves these first (see MarketRoom.on_start).
+        self._joining: dict[str, dict[int, JoinRoom]] = {}
         self._behind: set[str] = set()  # rooms sent a CatchUp they have not handled yet
         self._orphans: set[str] = set()  # topics with subscribers and no room
         self._orphaned = trio.Event()
@@ -80,7 +83,7 @@ class Hub:
         self.messages_published += 1
         room = self.system.lookup(room_path(update.topic))
         if room is None:
-            if self._subscribers.get(update.topic):
+            if self._subscribers.get(update.topic) or self._joining.get(update.topic):
                 # Subscribers but no room: its supervisor was restarted and lost it.
                 self._orphans.add(update.topic)
                 self._orphaned.set()
@@ -106,7 +109,7 @@ class Hub:
             self._orphaned = trio.Event()
             while self._orphans:
                 topic = self._orphans.pop()
-                if self._subscribers.get(topic):
+                if self._subscribers.get(topic) or self._joining.get(topic):
                     await self._room(topic)
 
     # -- subscribers ----------------------------------------------------------------------
@@ -130,6 +133,7 @@ class Hub:
         # A user's private stream is lossless: never coalesced or resynced, see Outbox.
         subscription = outbox.expect(topic, since, lossless=topic.startswith(USER_PREFIX))
         message = JoinRoom(outbox, since, epoch, announce, subscription)
+        self._joining.setdefault(topic, {})[id(outbox)] = message
         while True:
             room = await self._room(topic)
             try:
@@ -138,9 +142,28 @@ class Hub:
             except MailboxClosed:
                 continue  # it was stopping as we arrived; the next one will take us
 
+    def take_join(self, topic: str, join: JoinRoom) -> bool:
+        """Called by the room about to serve ``join``: False if it was served already (by a
+        restarted room) or superseded by a later join or a leave."""
+        joining = self._joining.get(topic)
+        if joining is None or joining.get(id(join.outbox)) is not join:
+            return False
+        del joining[id(join.outbox)]
+        if not joining:
+            del self._joining[topic]
+        return True
+
+    def pending_joins(self, topic: str) -> list[JoinRoom]:
+        return list(self._joining.get(topic, {}).values())
+
     def leave(self, topic: str, outbox: Outbox) -> None:
         """Unsubscribe at once: the room fans out from the table, so it stops here."""
         outbox.forget(topic)
+        joining = self._joining.get(topic)
+        if joining is not None:
+            joining.pop(id(outbox), None)
+            if not joining:
+                del self._joining[topic]
         subscribers = self._subscribers.get(topic)
         if subscribers is not None:
             # Kept even when empty: the room fans out from this very dict (and so does its

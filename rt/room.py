@@ -102,9 +102,12 @@ class MarketRoom(Actor):
 
     async def on_start(self) -> None:
         await self._reload()
-        # Subscribers already in the table came from an earlier incarnation of this room.
+        # Subscribers already in the table came from an earlier incarnation of this room,
+        # and so may joins it took into its mailbox and never served.
         for outbox in list(self.subscribers.values()):
             self._bring_up_to_date(outbox, outbox.position(self.topic), None, notice=False)
+        for join in self.hub.pending_joins(self.topic):
+            self._join(join)
 
     async def run(self) -> None:
         idle_s = self.hub.settings.room_idle_s
@@ -127,12 +130,7 @@ class MarketRoom(Actor):
             elif message.seq > self.seq or message.epoch != self.epoch:
                 await self._catch_up()
         elif type(message) is JoinRoom:
-            outbox = message.outbox
-            if outbox.wants(self.topic, message.subscription):  # not left or superseded since
-                self._bring_up_to_date(
-                    outbox, message.since, message.epoch, notice=message.announce
-                )
-                self.subscribers[id(outbox)] = outbox
+            self._join(message)
         elif type(message) is ResyncRequest:
             if id(message.outbox) in self.subscribers:
                 frame = self._snapshot_frame(message.outbox.codec, resync=True)
@@ -203,6 +201,14 @@ class MarketRoom(Actor):
         self.history.extend(_Entry(u) for u in older if u.seq <= self.seq)
 
     # -- serving subscribers ----------------------------------------------------------
+
+    def _join(self, join: JoinRoom) -> None:
+        outbox = join.outbox
+        if not self.hub.take_join(self.topic, join):
+            return  # served already (by on_start after a crash), superseded or left
+        if outbox.wants(self.topic, join.subscription):  # not superseded since
+            self._bring_up_to_date(outbox, join.since, join.epoch, notice=join.announce)
+            self.subscribers[id(outbox)] = outbox
 
     def _snapshot_frame(self, codec: Codec, *, resync: bool = False, **extra: Any) -> str:
         """The snapshot at our seq, encoded once per dialect (and flag) while seq stays."""

@@ -152,8 +152,14 @@ async def send(ws: WebSocketConnection, message: dict[str, Any]) -> None:
     await ws.send_message(json.dumps(message))
 
 
+RECEIVE_TIMEOUT_S = 60.0
+
+
 async def receive(ws: WebSocketConnection) -> dict[str, Any]:
-    return json.loads(await ws.get_message())  # type: ignore[no-any-return]
+    # Bounded, so a message that never comes fails the test instead of hanging it (on the
+    # virtual clock, rooms' idle timers would otherwise let it run forever).
+    with trio.fail_after(RECEIVE_TIMEOUT_S):
+        return json.loads(await ws.get_message())  # type: ignore[no-any-return]
 
 
 async def receive_until(

@@ -70,7 +70,9 @@ async def test_subscribers_survive_a_crash_of_the_rooms_supervisor(autojump_cloc
         # The rooms supervisor crashes on its next message; its children go with it.
         core.system.faults.arm("crash", actor="rooms")
         with pytest.raises(AskFailed):
-            await core.system.spawn(ChildSpec("x", lambda: MarketRoom("x", core.hub)), under="rooms")
+            await core.system.spawn(
+                ChildSpec("x", lambda: MarketRoom("x", core.hub)), under="rooms"
+            )
         await trio.testing.wait_all_tasks_blocked()
         # The next update finds subscribers and no room: the keeper starts one, which
         # brings the subscriber up to date from where its outbox got to.
@@ -80,3 +82,30 @@ async def test_subscribers_survive_a_crash_of_the_rooms_supervisor(autojump_cloc
         while checker.markets["1"].seq < snapshot.seq:
             checker.apply(await receive(ws))
         assert checker.markets["1"].state == snapshot.state
+
+
+async def test_a_join_lost_with_a_crashing_room_is_served_by_the_next_one(
+    autojump_clock: Any,
+) -> None:
+    async with open_core() as core, core.connect() as first:
+        await send(first, {"type": "subscribe", "markets": [1]})
+        await receive(first)
+        await receive(first)
+        await core.publish(1, {"n": 1})
+        assert (await receive(first))["seq"] == 1
+        # The second subscriber's join is the message the room crashes on: it dies with it.
+        core.system.faults.arm("crash", actor="rooms/market:1")
+        async with core.connect() as second:
+            await send(second, {"type": "subscribe", "markets": [1]})
+            assert (await receive(second))["type"] == "ack"
+            snapshot = await receive(second)
+            assert (snapshot["type"], snapshot["seq"], snapshot["payload"]) == (
+                "snapshot",
+                1,
+                {"n": 1},
+            )
+            await core.publish(1, {"n": 2})
+            assert (await receive(second))["seq"] == 2
+            assert (await receive(first))["seq"] == 2
+        room = core.system.tree()["children"][0]["children"][0]
+        assert room["restarts"] == 1
