@@ -141,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
             "--publish-via",
             choices=["inprocess", *VIAS],
             default="inprocess",
-            help="rt's publish path: in process (default), or an external publisher over HTTP",
+            help="rt's publish path: in process (default), or an external publisher over "
+            "POST /admin/odds/override, POST /admin/publish (batch) or /ws/publish (ws)",
         )
     args = parser.parse_args(argv)
 

@@ -143,8 +143,8 @@ class _Process:
 class Server:
     """One server under test, started on SERVER_CORE; its publisher behind ``control``.
 
-    ``publish_via`` (rt only): "inprocess" runs the plan inside rt; "override" runs it in
-    bench/servers/http_publisher.py on LOADGEN_CORE, publishing over rt's HTTP API.
+    ``publish_via`` (rt only): "inprocess" runs the plan inside rt; "override", "batch" or
+    "ws" run it in bench/servers/http_publisher.py on LOADGEN_CORE, publishing over rt's API.
     """
 
     def __init__(
@@ -179,6 +179,8 @@ class Server:
                     "bench.servers.http_publisher",
                     "--http-url",
                     f"http://127.0.0.1:{self.ready['http_port']}",
+                    "--ws-url",
+                    f"ws://127.0.0.1:{self.ready['ws_port']}",
                     "--via",
                     publish_via,
                 ],

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import time
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
@@ -17,17 +18,20 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from .auth import AuthError, issue_token, verify_token
 from .debug import create_debug_router
-from .metrics import metrics_router
+from .metrics import metrics_router, totals
 from .model import HistoryGone
 from .ops import ops_router
 from .protocol._base import ProtocolError
 from .protocol.kmarket import market_id, parse_market_id, topic_of
+from .publishing import PublishInvalid, parse_batch_json, parse_update, publish_batch
 
 if TYPE_CHECKING:
     from .server import Server
 
 MAX_UPDATES_LIMIT = 1000
 DEFAULT_UPDATES_LIMIT = 200
+#: The largest body POST /admin/publish reads (413 beyond): 1,000 updates of 8 KiB each.
+MAX_PUBLISH_BODY_BYTES = 8 * 1024 * 1024
 
 
 class ApiError(Exception):
@@ -213,7 +217,7 @@ def create_app(server: Server) -> FastAPI:
         return HealthResponse(
             connections=server.stats.open,
             topics=len(server.engine.topics()),
-            messages_sent=server.stats.messages_sent,
+            messages_sent=totals(server).messages_sent,
         )
 
     @app.post("/api/tickets", tags=["tickets"], status_code=202)
@@ -247,8 +251,34 @@ def create_app(server: Server) -> FastAPI:
         """Publish an RFC 7396 merge patch on a market's state; subscribers get odds_update."""
         require_admin(request)
         mid = _market(body.marketId)
-        update = await server.hub.publish(topic_of(mid), body.payload)
-        return OverrideResponse(marketId=market_id(mid), seq=update.seq, ts=update.ts)
+        try:
+            update = parse_update({"marketId": mid, "payload": body.payload})
+        except PublishInvalid as exc:
+            raise ApiError(400, "INVALID_REQUEST", str(exc)) from None
+        (result,) = await publish_batch(server.hub, [update])
+        return OverrideResponse(**result)
+
+    @app.post("/admin/publish", tags=["admin"])
+    async def publish(request: Request) -> JSONResponse:
+        """Publish a batch ``{"updates": [{"marketId", "payload"}, ...]}`` (1-1000 updates)
+        in order; answers ``{"results": [{"marketId", "seq", "ts"}, ...]}`` in the same order.
+        The batch is validated whole first: one bad update and nothing is published."""
+        require_admin(request)
+        body = bytearray()
+        async with aclosing(request.stream()) as chunks:
+            async for chunk in chunks:
+                body += chunk
+                if len(body) > MAX_PUBLISH_BODY_BYTES:
+                    raise ApiError(
+                        413,
+                        "PAYLOAD_TOO_LARGE",
+                        f"a publish body may be at most {MAX_PUBLISH_BODY_BYTES} bytes",
+                    )
+        try:
+            batch = parse_batch_json(bytes(body))
+        except PublishInvalid as exc:
+            raise ApiError(400, "INVALID_REQUEST", str(exc)) from None
+        return JSONResponse({"results": await publish_batch(server.hub, batch.updates)})
 
     app.include_router(create_debug_router(server))
     app.include_router(metrics_router(server))

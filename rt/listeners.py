@@ -18,6 +18,7 @@ from actors import Actor, AskFailed, AskTimeout, ChildSpec, Restart
 from .auth import AuthError, verify_token
 from .connection import CLOSE_GOING_AWAY, Connection
 from .dialects import BY_PATH, SessionContext
+from .publisher_ws import PUBLISH_PATH, PublisherSession, admin_token_matches
 
 if TYPE_CHECKING:
     from .server import Server
@@ -39,6 +40,7 @@ class WebSocketListener(Actor):
         self.server = server
         self.port = 0
         self._next_id = 0
+        self._next_publisher_id = 0
 
     def describe(self) -> dict[str, Any]:
         return {"protocol": "ws", "port": self.port}
@@ -64,6 +66,9 @@ class WebSocketListener(Actor):
 
     async def _handle(self, request: WebSocketRequest) -> None:
         path, _, query = request.path.partition("?")
+        if path == PUBLISH_PATH:
+            await self._handle_publisher(request, query)
+            return
         dialect = BY_PATH.get(path)
         if dialect is None:
             await _reject(request, 404, "NOT_FOUND", f"no WebSocket endpoint at {path}")
@@ -139,6 +144,47 @@ class WebSocketListener(Actor):
             await ended.wait()
         finally:
             # The listener is going away (or the spawn failed): say so before the socket goes.
+            if not ended.is_set():
+                with trio.move_on_after(1) as cleanup:
+                    cleanup.shield = True
+                    await ws.aclose(CLOSE_GOING_AWAY, "server shutting down")
+
+    async def _handle_publisher(self, request: WebSocketRequest, query: str) -> None:
+        """/ws/publish: an admin publisher (rt/publisher_ws.py), run like a Connection."""
+        settings = self.server.settings
+        query_token = parse_qs(query).get("token", [""])[0]
+        if not admin_token_matches(request.headers, query_token, settings.admin_token):
+            await _reject(
+                request,
+                401,
+                "UNAUTHORIZED",
+                "this endpoint needs Authorization: Bearer <admin token> (or ?token=<admin token>)",
+            )
+            return
+        ws = await request.accept()
+        self._next_publisher_id += 1
+        name = f"p{self._next_publisher_id}"
+        spec = ChildSpec(
+            name,
+            lambda: PublisherSession(ws, hub=self.server.hub, settings=settings),
+            restart=Restart.TEMPORARY,
+            shutdown_timeout_s=3.0,
+        )
+        try:
+            session = await self.system.spawn(
+                spec, under="conns", timeout_s=settings.connection_start_timeout_s
+            )
+        except (AskTimeout, AskFailed) as exc:
+            log.warning("%s: could not start publisher %s: %s", self.path, name, exc)
+            with trio.move_on_after(1) as cleanup:
+                cleanup.shield = True
+                await ws.aclose(CLOSE_TRY_AGAIN_LATER, "TRY_AGAIN_LATER")
+            return
+        ended = trio.Event()
+        try:
+            self.system.monitor(session.path, lambda _down: ended.set())
+            await ended.wait()
+        finally:
             if not ended.is_set():
                 with trio.move_on_after(1) as cleanup:
                     cleanup.shield = True

@@ -367,6 +367,7 @@ async def test_openapi_lists_every_route(http: httpx.AsyncClient) -> None:
         "/api/ws/health": ["get"],
         "/api/tickets": ["post"],
         "/admin/odds/override": ["post"],
+        "/admin/publish": ["post"],
         "/debug/actors": ["get"],
         "/debug/faults": ["delete", "get", "post"],
         "/debug/faults/{fault_id}": ["delete"],

@@ -1,0 +1,248 @@
+"""The publisher WebSocket, ``/ws/publish``: producers push batches of updates over one socket.
+
+It is not a client dialect (rt/dialects.py): nothing subscribes here, it only publishes, and
+it authenticates with the admin token, not a user's JWT. The protocol (docs/publishing.md):
+
+    > {"type": "publish", "id": 7, "updates": [{"marketId": 1001, "payload": {...}}, ...]}
+    < {"type": "published", "id": 7, "results": [{"marketId": 1001, "seq": 42, "ts": ...}]}
+    > {"type": "publish", "marketId": 1001, "payload": {...}}        (one update, no id)
+    < {"type": "published", "id": null, "results": [{...}]}
+    > {"type": "publish", "id": "x", "updates": []}
+    < {"type": "error", "id": "x", "code": "INVALID_PUBLISH", "message": "updates: ..."}
+
+Each frame goes through rt/publishing.py like a POST /admin/publish body: validated whole,
+then published in order. Frames are handled one at a time, and the next is read only once
+the reply to the last one has been written, so a publisher that sends faster than rt
+publishes is held back by TCP flow control, never queued here. A bad frame gets an error
+reply and the socket stays open. Close codes as for client connections: 1001 server going
+away, 1009 frame too big, 4000 nothing received (not even a pong) for ``idle_timeout_s``,
+4001 a reply unwritable for ``write_deadline_s``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection
+
+from actors import Actor
+
+from .connection import CLOSE_GOING_AWAY, CLOSE_HEARTBEAT_TIMEOUT, CLOSE_SLOW_CONSUMER
+from .jsontext import dumps, show
+from .publishing import (
+    PublishBatch,
+    PublishInvalid,
+    PublishResult,
+    PublishUpdate,
+    parse_batch,
+    parse_update,
+    publish_batch,
+)
+
+if TYPE_CHECKING:
+    from .hub import Hub
+    from .settings import Settings
+
+__all__ = [
+    "PUBLISH_PATH",
+    "FrameError",
+    "PublisherSession",
+    "admin_token_matches",
+    "decode_frame",
+    "encode_error",
+    "encode_published",
+]
+
+log = logging.getLogger(__name__)
+
+PUBLISH_PATH = "/ws/publish"
+
+# Error codes, UPPER_SNAKE like the KMarket dialect's.
+BAD_JSON = "BAD_JSON"
+UNKNOWN_TYPE = "UNKNOWN_TYPE"
+INVALID_PUBLISH = "INVALID_PUBLISH"
+BINARY_NOT_SUPPORTED = "BINARY_NOT_SUPPORTED"
+
+CorrelationId = int | str | None
+
+_BATCH_FIELDS = frozenset({"type", "id", "updates"})
+_SINGLE_FIELDS = frozenset({"type", "id", "marketId", "payload"})
+
+
+class FrameError(Exception):
+    """A frame that publishes nothing; it becomes an ``error`` reply with this code."""
+
+    def __init__(self, code: str, message: str, correlation_id: CorrelationId = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.correlation_id = correlation_id
+
+
+def admin_token_matches(
+    headers: list[tuple[bytes, bytes]], query_token: str, expected: str
+) -> bool:
+    """True when the handshake carries the admin token, as ``Authorization: Bearer <token>``
+    or (for clients that cannot set headers) ``?token=<token>``. False when none is set."""
+    if not expected:
+        return False
+    given = query_token
+    for name, value in headers:
+        if name.lower() == b"authorization":
+            scheme, _, credentials = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer":
+                given = credentials.strip()
+    return bool(given) and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def decode_frame(text: str) -> tuple[CorrelationId, PublishBatch]:
+    """The correlation id and the validated batch of one text frame; raises FrameError."""
+    try:
+        frame = json.loads(text)
+    except ValueError as exc:
+        raise FrameError(BAD_JSON, f"the frame is not valid JSON ({exc})") from None
+    if not isinstance(frame, dict):
+        raise FrameError(BAD_JSON, f"expected a JSON object, got {show(frame)}")
+    correlation_id = frame.get("id")
+    if isinstance(correlation_id, bool) or not isinstance(correlation_id, int | str | None):
+        raise FrameError(
+            INVALID_PUBLISH, f"expected id to be a string or a number, got {show(correlation_id)}"
+        )
+    if frame.get("type") != "publish":
+        raise FrameError(
+            UNKNOWN_TYPE,
+            f'expected type "publish", got {show(frame.get("type"))}',
+            correlation_id,
+        )
+    try:
+        if "updates" in frame:
+            _only(frame, _BATCH_FIELDS)
+            batch = parse_batch({"updates": frame["updates"]})
+        else:
+            _only(frame, _SINGLE_FIELDS)
+            update: PublishUpdate = parse_update(
+                {k: v for k, v in frame.items() if k in ("marketId", "payload")}
+            )
+            batch = PublishBatch(updates=[update])
+    except PublishInvalid as exc:
+        raise FrameError(INVALID_PUBLISH, str(exc), correlation_id) from None
+    return correlation_id, batch
+
+
+def _only(frame: dict[str, Any], allowed: frozenset[str]) -> None:
+    unknown = sorted(set(frame) - allowed)
+    if unknown:
+        raise PublishInvalid(
+            f"unknown field {unknown[0]!r}: a publish frame has either updates, or marketId "
+            "and payload (besides type and id)"
+        )
+
+
+def encode_published(correlation_id: CorrelationId, results: list[PublishResult]) -> str:
+    return dumps({"type": "published", "id": correlation_id, "results": results})
+
+
+def encode_error(code: str, message: str, correlation_id: CorrelationId = None) -> str:
+    return dumps({"type": "error", "id": correlation_id, "code": code, "message": message})
+
+
+class PublisherSession(Actor):
+    """One publisher WebSocket: reads a frame, publishes it, replies, reads the next."""
+
+    kind: ClassVar[str] = "publisher"
+    mailbox_capacity: ClassVar[int] = 8
+
+    def __init__(self, ws: WebSocketConnection, *, hub: Hub, settings: Settings) -> None:
+        self.ws = ws
+        self.hub = hub
+        self.settings = settings
+        self.frames = 0
+        self.published = 0
+        self.errors = 0
+        self._idle = trio.CancelScope()
+        self._close: tuple[int, str] | None = None
+        self._nursery: trio.Nursery | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"frames": self.frames, "published": self.published, "errors": self.errors}
+
+    async def run(self) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._heartbeat)
+            nursery.start_soon(self._await_stop)
+            await self._read()
+            nursery.cancel_scope.cancel()
+        if self._close is not None:
+            code, reason = self._close
+            with trio.move_on_after(2) as cleanup:
+                cleanup.shield = True
+                await self.ws.aclose(code, reason)
+
+    def _end(self, code: int, reason: str) -> None:
+        """Close with ``code`` once the tasks have stopped (the first reason wins)."""
+        if self._close is None:
+            self._close = (code, reason)
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    async def _read(self) -> None:
+        idle_s = self.settings.idle_timeout_s
+        with self._idle:
+            self._idle.deadline = trio.current_time() + idle_s
+            try:
+                while True:
+                    message = await self.ws.get_message()
+                    self._idle.deadline = trio.current_time() + idle_s
+                    self.frames += 1
+                    if not await self._reply(await self._handle(message)):
+                        return
+            except ConnectionClosed:
+                return
+        if self._idle.cancelled_caught:
+            log.info("%s: no frame for %.0f s, closing", self.path, idle_s)
+            self._end(CLOSE_HEARTBEAT_TIMEOUT, "HEARTBEAT_TIMEOUT")
+
+    async def _handle(self, message: str | bytes) -> str:
+        try:
+            if not isinstance(message, str):
+                raise FrameError(BINARY_NOT_SUPPORTED, "frames must be JSON text, not binary")
+            correlation_id, batch = decode_frame(message)
+        except FrameError as error:
+            self.errors += 1
+            return encode_error(error.code, error.message, error.correlation_id)
+        results = await publish_batch(self.hub, batch.updates)
+        self.published += len(results)
+        return encode_published(correlation_id, results)
+
+    async def _reply(self, text: str) -> bool:
+        """Write one reply; False when it could not be written in time (the socket closes)."""
+        # Waiting here is the back-pressure: no next frame is read until this one is answered.
+        with trio.move_on_after(self.settings.write_deadline_s):
+            await self.ws.send_message(text)
+            return True
+        log.info(
+            "%s: reply unwritable for %.0f s, closing", self.path, self.settings.write_deadline_s
+        )
+        self._end(CLOSE_SLOW_CONSUMER, "SLOW_CONSUMER")
+        return False
+
+    async def _heartbeat(self) -> None:
+        """Ping every interval; a pong counts as a frame, so a quiet publisher stays open."""
+        idle_s = self.settings.idle_timeout_s
+        while True:
+            await trio.sleep(self.settings.ping_interval_s)
+            with trio.move_on_after(idle_s):
+                try:
+                    await self.ws.ping()
+                except ConnectionClosed:
+                    return
+                self._idle.deadline = trio.current_time() + idle_s
+
+    async def _await_stop(self) -> None:
+        await self.stop_requested.wait()
+        self._end(CLOSE_GOING_AWAY, "server shutting down")
