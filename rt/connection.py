@@ -4,9 +4,11 @@
   actions it returns. It runs inside one cancel scope whose deadline moves forward on every
   frame received (and on every pong), so a silent client is closed after ``idle_timeout_s``
   with code 4000, without a task waking up to check.
-- The writer drains the outbox in batches. Each send must finish within
-  ``write_deadline_s``; a socket that stays unwritable longer is closed with code 4001: the
-  last step of the slow-consumer policy (see rt/outbox.py for the first two).
+- Most messages never meet a task: rooms write them to the socket at once through the
+  connection's Wire (rt/wire.py) while it is idle. The writer task runs only under
+  backpressure: it finishes what the socket did not take, then drains the outbox in batches,
+  one write per batch. A socket that takes nothing for ``write_deadline_s`` is closed with
+  code 4001: the last step of the slow-consumer policy (see rt/outbox.py for the first two).
 - The heartbeat sends a WebSocket ping every ``ping_interval_s``.
 
 Close codes (docs/protocol/kmarket.md): 1000 normal, 1001 server going away, 1009 message
@@ -17,8 +19,6 @@ gets this far: the listener refuses the handshake with HTTP 401.
 from __future__ import annotations
 
 import logging
-import math
-from bisect import bisect_left
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import trio
@@ -27,7 +27,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 from actors import Actor
 
 from .hub import Hub
-from .outbox import Outbox, OutboxStatistics
+from .outbox import Outbox
 from .protocol._base import (
     FROM_LAST_DELIVERED,
     Codec,
@@ -39,6 +39,8 @@ from .protocol._base import (
     Submit,
 )
 from .settings import Settings
+from .stats import ConnectionStats
+from .wire import Wire
 
 if TYPE_CHECKING:
     from .desk import DeskClient
@@ -48,45 +50,6 @@ log = logging.getLogger(__name__)
 CLOSE_GOING_AWAY = 1001
 CLOSE_HEARTBEAT_TIMEOUT = 4000
 CLOSE_SLOW_CONSUMER = 4001
-
-#: Upper bounds (seconds) of the publish-to-send latency histogram's buckets (+Inf follows).
-LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-
-
-class ConnectionStats:
-    """Counters shared by every connection of a server (read by /api/ws/health, /metrics).
-
-    Plain integers bumped by the connections' own tasks (one thread, no locks); the writer
-    touches them once per batch, never per message.
-    """
-
-    def __init__(self) -> None:
-        self.open = 0
-        self.open_by_dialect: dict[str, int] = {}
-        self.accepted = 0
-        self.messages_sent = 0
-        self.messages_received = 0
-        self.bytes_sent = 0  # UTF-8 bytes of the text frames written (no WebSocket framing)
-        self.heartbeat_timeouts = 0
-        self.slow_closes = 0
-        # The outbox counters of connections that have ended (live ones are read from their
-        # outboxes at scrape time, so the hot path never touches these).
-        self.ended_coalesced = 0
-        self.ended_resyncs = 0
-        self.ended_duplicates_dropped = 0
-        # Publish-to-send latency, one observation per batch: counts per bucket of
-        # LATENCY_BUCKETS_S (the last one is +Inf), and their sum in seconds.
-        self.latency_counts = [0] * (len(LATENCY_BUCKETS_S) + 1)
-        self.latency_sum_s = 0.0
-
-    def observe_latency(self, seconds: float) -> None:
-        self.latency_counts[bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
-        self.latency_sum_s += seconds
-
-    def outbox_ended(self, stats: OutboxStatistics) -> None:
-        self.ended_coalesced += stats.coalesced
-        self.ended_resyncs += stats.resyncs
-        self.ended_duplicates_dropped += stats.duplicates_dropped
 
 
 class Connection(Actor):
@@ -112,6 +75,8 @@ class Connection(Actor):
         self.user_id = user_id
         self.session = session
         self.desk = desk
+        self.remote = _remote(ws)  # read before the Wire takes the stream's place
+        self.wire = Wire(ws)
         self.outbox = Outbox(
             codec,
             capacity=settings.outbox_capacity,
@@ -119,7 +84,9 @@ class Connection(Actor):
             control_capacity=settings.control_capacity,
             request_resync=self._request_resync,
             on_overflow=self._on_overflow,
+            sink=self.wire,
         )
+        self.wire.on_backlog = self.outbox.wake
         self._idle = trio.CancelScope()
         self._close: tuple[int, str] | None = None
         self._nursery: trio.Nursery | None = None
@@ -129,7 +96,7 @@ class Connection(Actor):
         return {
             "user": self.user_id,
             "dialect": self.outbox.codec.name,
-            "remote": _address(self.ws.remote),
+            "remote": self.remote,
             "subscriptions": self.session.subscriptions(),
             "outbox_depth": stats.depth,
             "outbox_capacity": stats.capacity,
@@ -227,37 +194,33 @@ class Connection(Actor):
     # -- writing ---------------------------------------------------------------------------
 
     async def _write(self) -> None:
+        """The backlog: what the socket did not take at once, then the queue, in batches."""
         deadline_s = self.settings.write_deadline_s
         wall_ms = self.settings.wall_ms
-        ws = self.ws
-        stats = self.stats
+        wire = self.wire
         outbox = self.outbox
-        with trio.CancelScope() as scope:
-            try:
-                while True:
-                    batch = await outbox.take_batch()
-                    if not batch:
-                        return
-                    oldest_ts = outbox.batch_ts
-                    sent_bytes = 0
-                    for text in batch:
-                        scope.deadline = trio.current_time() + deadline_s
-                        await ws.send_message(text)
-                        # isascii() is O(1) in CPython: only non-ASCII text pays an encode.
-                        sent_bytes += len(text) if text.isascii() else len(text.encode())
-                    scope.deadline = math.inf
-                    outbox.batch_written()
-                    stats.messages_sent += len(batch)
-                    stats.bytes_sent += sent_bytes
-                    if oldest_ts:
-                        stats.observe_latency(max(0.0, (wall_ms() - oldest_ts) / 1000))
-            except ConnectionClosed:
-                self._end(1000, "")
-                return
-        if scope.cancelled_caught:
-            stats.slow_closes += 1
-            log.info("%s: socket unwritable for %.0f s, closing as slow", self.path, deadline_s)
-            self._end(CLOSE_SLOW_CONSUMER, "SLOW_CONSUMER")
+        try:
+            while True:
+                batch = await outbox.take_batch()
+                if not batch and outbox.closed:
+                    return
+                oldest_ts = outbox.batch_ts
+                if batch:
+                    wire.write(b"".join(batch))
+                if wire.pending and not await wire.flush(deadline_s):
+                    self.stats.slow_closes += 1
+                    log.info(
+                        "%s: socket unwritable for %.0f s, closing as slow", self.path, deadline_s
+                    )
+                    self._end(CLOSE_SLOW_CONSUMER, "SLOW_CONSUMER")
+                    return
+                if wire.closed:
+                    raise trio.BrokenResourceError  # not written: positions must not move
+                outbox.batch_written()
+                if oldest_ts:
+                    self.stats.observe_latency(max(0.0, (wall_ms() - oldest_ts) / 1000))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._end(1000, "")
 
     def _on_overflow(self) -> None:
         self.stats.slow_closes += 1
@@ -289,7 +252,11 @@ class Connection(Actor):
         self._end(CLOSE_GOING_AWAY, "server shutting down")
 
 
-def _address(endpoint: object) -> str:
-    """``host:port`` of a trio-websocket Endpoint (or its text for anything else)."""
+def _remote(ws: WebSocketConnection) -> str:
+    """``host:port`` of the peer (or trio-websocket's text for a stream that has none)."""
+    try:
+        endpoint = ws.remote
+    except ValueError:  # a Unix socket: its peer has no address
+        return "unix"
     address, port = getattr(endpoint, "address", None), getattr(endpoint, "port", None)
     return f"{address}:{port}" if address is not None else str(endpoint)

@@ -29,6 +29,7 @@ from .model import USER_PREFIX, Json, Update, UpdateKind, user_topic
 from .outbox import Outbox
 from .room import CatchUp, JoinRoom, MarketRoom, ResyncRequest, UserRoom
 from .settings import Settings
+from .stats import ConnectionStats
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +58,17 @@ class RoomKeeper(Actor):
 
 
 class Hub:
-    def __init__(self, system: ActorSystem, engine: Engine, settings: Settings) -> None:
+    def __init__(
+        self,
+        system: ActorSystem,
+        engine: Engine,
+        settings: Settings,
+        stats: ConnectionStats | None = None,
+    ) -> None:
         self.system = system
         self.engine = engine
         self.settings = settings
+        self.stats = stats or ConnectionStats()
         self._subscribers: dict[str, dict[int, Outbox]] = {}
         # Joins told to a room and not yet served: a room that crashes loses its mailbox,
         # so its next incarnation serves these first (see MarketRoom.on_start).
@@ -97,6 +105,11 @@ class Hub:
             room.tell_control(CatchUp())
         except MailboxClosed:
             pass  # the room is stopping; a new one loads from the engine
+
+    def fanned_out(self, update: Update) -> None:
+        """A room offered ``update`` to all its subscribers (written at once to those that
+        keep up): observe its publish-to-send latency, once per update, not per client."""
+        self.stats.observe_latency(max(0.0, (self.settings.wall_ms() - update.ts) / 1000))
 
     def caught_up(self, topic: str) -> None:
         self._behind.discard(topic)

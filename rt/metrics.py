@@ -6,8 +6,9 @@ batch); a custom collector reads those counters and the actor tree when Promethe
 and turns them into metric families. Each server gets its own ``CollectorRegistry`` (never
 the process-wide default), so several servers in one process, as in the tests, never clash.
 
-Counters of a connection's outbox (coalesced, resyncs, duplicates dropped) live in the
-outbox while the connection does, and are folded into ``ConnectionStats`` when it ends
+Counters of a connection's outbox (messages and bytes sent, coalesced, resyncs, duplicates
+dropped) live in the outbox while the connection does, and are folded into ``ConnectionStats``
+when it ends
 (``ConnectionStats.outbox_ended``): a total is the ended connections' part plus the live
 outboxes' part, so it never goes down when a connection closes.
 
@@ -32,10 +33,11 @@ from prometheus_client.core import (
 
 from actors import ActorState, ActorSystem
 
-from .connection import LATENCY_BUCKETS_S, Connection, ConnectionStats
+from .connection import Connection
 from .dialects import BY_PATH
 from .engine import Engine
 from .hub import Hub
+from .stats import LATENCY_BUCKETS_S, ConnectionStats
 
 if TYPE_CHECKING:
     from .server import Server
@@ -97,6 +99,8 @@ def live_connections(system: ActorSystem) -> Iterator[Connection]:
 def totals(source: MetricsSource) -> Totals:
     """Read every counter now: ended connections' outbox counters plus the live ones'."""
     stats = source.stats
+    sent = stats.ended_sent
+    bytes_sent = stats.ended_bytes_sent
     coalesced = stats.ended_coalesced
     resyncs = stats.ended_resyncs
     duplicates = stats.ended_duplicates_dropped
@@ -105,6 +109,8 @@ def totals(source: MetricsSource) -> Totals:
         # A closed outbox has been folded into stats already (see Connection.run).
         if isinstance(actor, Connection) and not actor.outbox.closed:
             outbox = actor.outbox
+            sent += outbox.sent
+            bytes_sent += outbox.bytes_sent
             coalesced += outbox.coalesced
             resyncs += outbox.resyncs
             duplicates += outbox.duplicates_dropped
@@ -115,8 +121,8 @@ def totals(source: MetricsSource) -> Totals:
         connections_by_dialect=by_dialect,
         connections_accepted=stats.accepted,
         messages_received=stats.messages_received,
-        messages_sent=stats.messages_sent,
-        bytes_sent=stats.bytes_sent,
+        messages_sent=sent,
+        bytes_sent=bytes_sent,
         coalesced=coalesced,
         resyncs=resyncs,
         duplicates_dropped=duplicates,
@@ -185,7 +191,7 @@ class RtCollector:
         )
         yield _counter(
             "rt_sent_bytes_total",
-            "UTF-8 bytes of the text messages written to clients (without WebSocket framing).",
+            "Bytes of the messages written to clients, WebSocket framing included.",
             t.bytes_sent,
         )
         yield self._latency(stats)
@@ -233,9 +239,9 @@ class RtCollector:
         buckets.append(("+Inf", sum(stats.latency_counts)))
         return HistogramMetricFamily(
             "rt_publish_to_send_latency_seconds",
-            "Seconds from the engine accepting an update (its ts) to a connection's writer "
-            "handing it to the socket; one observation per batch written, from its oldest "
-            "update.",
+            "Seconds from the engine accepting an update (its ts) to its being written to the "
+            "sockets: one observation per update fanned out by a room, and one per batch "
+            "a backlogged writer sends, from its oldest update.",
             buckets=buckets,
             sum_value=stats.latency_sum_s,
         )

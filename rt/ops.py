@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse
 
 from actors import ActorSystem
 
+from .frames import frame_text
 from .hub import Hub
 from .metrics import live_connections, totals
 from .model import Json, Update
@@ -135,7 +136,7 @@ async def probe_delivery(hub: Hub, *, timeout_s: float = PROBE_TIMEOUT_S) -> dic
             await hub.join(PROBE_TOPIC, outbox, since=None, epoch=None, announce=False)
             started = trio.current_time()
             update = await hub.publish(PROBE_TOPIC, {"probe": started}, kind="event")
-            expected = PROBE_CODEC.encode_update(update)
+            expected = frame_text(PROBE_CODEC.encode_update(update))
             while expected not in await outbox.take_batch():
                 pass
             latency_s = trio.current_time() - started

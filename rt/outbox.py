@@ -1,7 +1,10 @@
 """A connection's outbox: the bounded queue between rooms and the socket writer.
 
 Theory of operation. Rooms never await a connection: they call ``offer_*`` synchronously,
-with frames they encoded once for every subscriber. The outbox is also where each client's
+with WebSocket frames they built once for every subscriber (rt/frames.py). When nothing is
+queued and the socket is idle, the frame is written to it at once (the fast path, through
+the connection's Wire, rt/wire.py); otherwise it is queued here for the writer task, which
+sends the backlog in batches. The outbox is also where each client's
 stream is held to the delivery contract, whatever happens upstream: per topic it knows the
 last seq it queued, and it accepts only that seq + 1 (a duplicate is dropped, a gap turns
 into a resync), or a snapshot.
@@ -28,14 +31,25 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import trio
 
+from .frames import frame_text
 from .mergepatch import compose
 from .model import Json, Update
 from .protocol._base import Codec
 
-__all__ = ["Outbox", "OutboxStatistics"]
+__all__ = ["Outbox", "OutboxStatistics", "Sink"]
+
+
+class Sink(Protocol):
+    """Where an outbox writes at once when it can: the connection's Wire."""
+
+    #: True when nothing is waiting to be written and ``write`` goes straight to the socket.
+    idle: bool
+
+    def write(self, data: bytes) -> None: ...
 
 
 class _Sub:
@@ -75,7 +89,7 @@ class _Entry:
     def __init__(
         self,
         sub: _Sub,
-        frame: str | None,
+        frame: bytes | None,
         *,
         kind: str,
         patch: Json = None,
@@ -97,6 +111,7 @@ class OutboxStatistics:
     capacity: int
     high_water: int
     sent: int
+    bytes_sent: int
     coalesced: int
     resyncs: int
     duplicates_dropped: int
@@ -114,6 +129,7 @@ class Outbox:
         control_capacity: int = 256,
         request_resync: Callable[[str], None],
         on_overflow: Callable[[], None],
+        sink: Sink | None = None,
     ) -> None:
         if not 0 < high_water <= capacity:
             raise ValueError(f"need 0 < high_water <= capacity, got {high_water}, {capacity}")
@@ -123,14 +139,17 @@ class Outbox:
         self.control_capacity = control_capacity
         self._request_resync = request_resync
         self._on_overflow = on_overflow
-        self._queue: deque[_Entry | str] = deque()
+        self._sink = sink
+        self._queue: deque[_Entry | bytes] = deque()
+        self._woken = False
         self._controls = 0
         self._dead = 0  # entries of ended subscriptions, still queued until the writer skips them
         self._unwritten: list[tuple[_Sub, int]] = []  # lossless entries taken, not yet written
         self._subs: dict[str, _Sub] = {}
         self._readable = trio.lowlevel.ParkingLot()
         self.closed = False
-        self.sent = 0
+        self.sent = 0  # messages written to the socket or handed to the writer
+        self.bytes_sent = 0  # their bytes, WebSocket framing included
         self.coalesced = 0
         self.resyncs = 0
         self.duplicates_dropped = 0
@@ -148,6 +167,7 @@ class Outbox:
             capacity=self.capacity,
             high_water=self.high_water,
             sent=self.sent,
+            bytes_sent=self.bytes_sent,
             coalesced=self.coalesced,
             resyncs=self.resyncs,
             duplicates_dropped=self.duplicates_dropped,
@@ -195,10 +215,13 @@ class Outbox:
         return list(self._subs)
 
     def send_text(self, text: str) -> None:
-        """Queue a control message (ack, pong, error). Never dropped; bounded."""
+        """Send a control message (ack, pong, error). Never dropped; bounded."""
         if self.closed:
             return
-        self._queue.append(text)
+        frame = frame_text(text)
+        if self._write_now(frame):
+            return
+        self._queue.append(frame)
         self._controls += 1
         self._readable.unpark()
         if self._controls > self.control_capacity:
@@ -208,10 +231,15 @@ class Outbox:
         self.closed = True
         self._readable.unpark_all()
 
+    def wake(self) -> None:
+        """Wake the writer even with nothing queued (the socket has bytes pending)."""
+        self._woken = True
+        self._readable.unpark()
+
     # -- the rooms' side (synchronous: a room never waits for a connection) ---------------
 
-    def offer_update(self, update: Update, frame: str | None) -> None:
-        """A live or replayed update, with the frame the room encoded for this dialect."""
+    def offer_update(self, update: Update, frame: bytes) -> None:
+        """A live or replayed update, with the frame the room built for this dialect."""
         sub = self._subs.get(update.topic)
         if sub is None or sub.awaiting_snapshot or self.closed:
             return
@@ -222,6 +250,14 @@ class Outbox:
             self._resync(sub)  # a gap: never pass it on, replace it with a snapshot
             return
         sub.seq = update.seq
+        # The fast path, once per message per client at fan-out: inlined _write_now. A
+        # lossless stream takes the queue, where the writer knows when a seq was written.
+        sink = self._sink
+        if sink is not None and sink.idle and not self._queue and not sub.lossless:
+            sink.write(frame)
+            self.sent += 1
+            self.bytes_sent += len(frame)
+            return
         depth = len(self)
         if sub.lossless:
             if depth >= self.capacity:
@@ -249,7 +285,7 @@ class Outbox:
         sub.pending = entry
         self._enqueue(entry)
 
-    def offer_snapshot(self, topic: str, seq: int, frame: str, *, reset: bool = False) -> None:
+    def offer_snapshot(self, topic: str, seq: int, frame: bytes, *, reset: bool = False) -> None:
         """A snapshot of ``topic`` at ``seq``: supersedes whatever of it is still queued.
 
         ``reset``: the position the client holds means nothing here (another epoch, e.g. a
@@ -263,32 +299,37 @@ class Outbox:
         fresh = _Sub(topic, seq, awaiting_snapshot=False, lossless=sub.lossless)
         self._end_sub(sub)
         self._subs[topic] = fresh
+        if not fresh.lossless and self._write_now(frame):
+            return
         self._enqueue(_Entry(fresh, frame, kind="snapshot", seq=seq))
 
     def send_notice(self, topic: str, text: str) -> None:
         """A message about ``topic`` (a resume result), sent only while still subscribed."""
         sub = self._subs.get(topic)
         if sub is not None and not self.closed:
-            self._enqueue(_Entry(sub, text, kind="notice"))
+            frame = frame_text(text)
+            if not self._write_now(frame):
+                self._enqueue(_Entry(sub, frame, kind="notice"))
 
     # -- the writer's side ----------------------------------------------------------------
 
-    async def take_batch(self, max_items: int = 64) -> list[str]:
+    async def take_batch(self, max_items: int = 64) -> list[bytes]:
         """Wait for messages and take up to ``max_items`` frames, in order, ready to send.
 
-        Returns [] only once the outbox is closed.
+        Returns [] once the outbox is closed, or when woken by ``wake`` with nothing queued.
         """
-        batch: list[str] = []
+        batch: list[bytes] = []
         queue = self._queue
         oldest_ts = 0
         while not batch:
             while not queue:
-                if self.closed:
+                if self.closed or self._woken:
+                    self._woken = False
                     return []
                 await self._readable.park()
             while queue and len(batch) < max_items:
                 entry = queue.popleft()
-                if type(entry) is str:
+                if type(entry) is bytes:
                     batch.append(entry)
                     self._controls -= 1
                     continue
@@ -305,16 +346,20 @@ class Outbox:
                 if not oldest_ts:
                     oldest_ts = entry.ts  # 0 for snapshots and notices: not a publish
                 if entry.frame is None:
-                    entry.frame = self.codec.encode_conflated(
-                        sub.topic,
-                        from_seq=entry.from_seq,
-                        seq=entry.seq,
-                        ts=entry.ts,
-                        patch=entry.patch,
+                    entry.frame = frame_text(
+                        self.codec.encode_conflated(
+                            sub.topic,
+                            from_seq=entry.from_seq,
+                            seq=entry.seq,
+                            ts=entry.ts,
+                            patch=entry.patch,
+                        )
                     )
                 batch.append(entry.frame)
         self.sent += len(batch)
+        self.bytes_sent += sum(map(len, batch))
         self.batch_ts = oldest_ts
+        self._woken = False
         return batch
 
     def batch_written(self) -> None:
@@ -326,6 +371,16 @@ class Outbox:
         self._unwritten.clear()
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _write_now(self, frame: bytes) -> bool:
+        """Write ``frame`` to the socket at once if nothing is waiting ahead of it."""
+        sink = self._sink
+        if sink is None or not sink.idle or self._queue:
+            return False
+        sink.write(frame)
+        self.sent += 1
+        self.bytes_sent += len(frame)
+        return True
 
     def _enqueue(self, entry: _Entry) -> None:
         entry.sub.queued += 1

@@ -29,6 +29,7 @@ import trio
 
 from actors import Actor, MailboxClosed
 
+from .frames import frame_text
 from .mergepatch import apply_in_place
 from .model import HistoryGone, Update
 from .outbox import Outbox
@@ -66,12 +67,12 @@ class _Entry:
 
     def __init__(self, update: Update) -> None:
         self.update = update
-        self.frames: dict[Codec, str] = {}
+        self.frames: dict[Codec, bytes] = {}
 
-    def frame(self, codec: Codec) -> str:
+    def frame(self, codec: Codec) -> bytes:
         frame = self.frames.get(codec)
         if frame is None:
-            frame = self.frames[codec] = codec.encode_update(self.update)
+            frame = self.frames[codec] = frame_text(codec.encode_update(self.update))
         return frame
 
 
@@ -89,7 +90,7 @@ class MarketRoom(Actor):
         self.state: dict[str, Any] = {}
         self.history: deque[_Entry] = deque(maxlen=hub.settings.history_size)
         self.published = 0
-        self._snapshot_cache: dict[tuple[Codec, bool], tuple[int, str]] = {}
+        self._snapshot_cache: dict[tuple[Codec, bool], tuple[int, bytes]] = {}
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -153,12 +154,15 @@ class MarketRoom(Actor):
         self.history.append(entry)
         self.published += 1
         frames = entry.frames
+        # The hot loop: one frame per dialect, the same bytes offered to every subscriber.
         for outbox in self.subscribers.values():
             codec = outbox.codec
             frame = frames.get(codec)
             if frame is None:
-                frame = frames[codec] = codec.encode_update(update)
+                frame = frames[codec] = frame_text(codec.encode_update(update))
             outbox.offer_update(update, frame)
+        if self.subscribers:
+            self.hub.fanned_out(update)
 
     async def _catch_up(self) -> None:
         """Read from the engine everything after our seq; reload if it is gone."""
@@ -210,21 +214,23 @@ class MarketRoom(Actor):
             self._bring_up_to_date(outbox, join.since, join.epoch, notice=join.announce)
             self.subscribers[id(outbox)] = outbox
 
-    def _snapshot_frame(self, codec: Codec, *, resync: bool = False, **extra: Any) -> str:
+    def _snapshot_frame(self, codec: Codec, *, resync: bool = False, **extra: Any) -> bytes:
         """The snapshot at our seq, encoded once per dialect (and flag) while seq stays."""
         key = (codec, resync)
         if not extra:
             cached = self._snapshot_cache.get(key)
             if cached is not None and cached[0] == self.seq:
                 return cached[1]
-        frame = codec.encode_snapshot(
-            self.topic,
-            epoch=self.epoch,
-            seq=self.seq,
-            ts=self.ts,
-            state=self.state,
-            resync=resync,
-            **extra,
+        frame = frame_text(
+            codec.encode_snapshot(
+                self.topic,
+                epoch=self.epoch,
+                seq=self.seq,
+                ts=self.ts,
+                state=self.state,
+                resync=resync,
+                **extra,
+            )
         )
         if not extra:
             self._snapshot_cache[key] = (self.seq, frame)

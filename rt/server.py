@@ -27,7 +27,6 @@ import trio
 from actors import Actor, ActorSystem, ChildSpec, Strategy, Supervisor, open_system
 
 from .auth import MIN_SECRET_BYTES
-from .connection import ConnectionStats
 from .demo import DemoFeed
 from .desk import DESK_PATH, DeskClient, SimulatedMts, TicketDesk
 from .engine import Engine, MemoryEngine, open_engine
@@ -35,6 +34,7 @@ from .feeds import demo_feed_specs, feed_specs
 from .hub import Hub, RoomKeeper
 from .listeners import HttpListener, WebSocketListener
 from .settings import Settings
+from .stats import ConnectionStats
 
 
 class EngineActor(Actor):
@@ -59,9 +59,9 @@ class Server:
         self.settings = settings
         self.system = system
         self.engine = engine
-        self.hub = Hub(system, engine, settings)
-        self.desk = DeskClient(system)
         self.stats = ConnectionStats()
+        self.hub = Hub(system, engine, settings, self.stats)
+        self.desk = DeskClient(system)
         self.ws_port = settings.ws_port
         self.http_port = settings.http_port
 

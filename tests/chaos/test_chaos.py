@@ -371,12 +371,12 @@ async def run_seed(seed: int) -> Figures:
         tasks_before = sum(tasks_before_by_name.values())
         rss_before = rss_bytes()
         kclients = [
-            ChaosKMarketClient(
-                server.ws_url, make_token(f"k{i}"), list(MARKETS), backoff=_backoff
-            )
+            ChaosKMarketClient(server.ws_url, make_token(f"k{i}"), list(MARKETS), backoff=_backoff)
             for i in range(5)
         ]
-        uclients = [UofClient(server.ws_url, f"u{i}", random.Random(rng.random())) for i in range(3)]
+        uclients = [
+            UofClient(server.ws_url, f"u{i}", random.Random(rng.random())) for i in range(3)
+        ]
         async with trio.open_nursery() as clients:
             for k in kclients:
                 clients.start_soon(k.run)

@@ -1,8 +1,10 @@
 """An in-process rt core for tests: actors, engine, hub and connections over memory streams.
 
-No listeners and no sockets, so it runs on Trio's virtual clock (``autojump_clock``): a
+No listeners and no ports, so it runs on Trio's virtual clock (``autojump_clock``): a
 60-second heartbeat or a 10-second write deadline takes no real time. Each client is a
-trio-websocket client on one end of a memory stream whose other end is a Connection actor.
+trio-websocket client on one end of a Unix socket pair (so the server writes to a real
+socket, as in production: see rt/wire.py) or of an in-memory stream, whose other end is a
+Connection actor.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from trio_websocket import WebSocketConnection, wrap_client_stream, wrap_server_
 
 from actors import ActorSystem, ChildSpec, Restart, Supervisor, open_system
 from rt.auth import Claims
-from rt.connection import Connection, ConnectionStats
+from rt.connection import Connection
 from rt.desk import DESK_PATH, DeskClient, SimulatedMts, TicketDesk
 from rt.dialects import KMARKET, Dialect, SessionContext
 from rt.engine import MemoryEngine
@@ -43,7 +45,7 @@ class Core:
         self.settings = settings
         self.hub = Hub(system, engine, settings)
         self.desk = DeskClient(system)
-        self.stats = ConnectionStats()
+        self.stats = self.hub.stats
         self._ids = 0
         self.last_path = ""
 
@@ -104,32 +106,50 @@ class Core:
         user_id: int | str = 1,
         scope: frozenset[str] | None = None,
         lockstep: bool = False,
+        memory: bool = False,
         settings: Settings | None = None,
         dialect: Dialect = KMARKET,
     ) -> AsyncIterator[WebSocketConnection]:
         """A client WebSocket whose server side is a Connection actor under ``conns``.
 
-        ``lockstep=True`` uses a stream with no buffering at all, so the server's writes block
-        until the client reads: a client that stops reading is a slow consumer at once.
+        By default over a socket pair. ``lockstep=True`` uses a stream with no buffering at
+        all, so the server's writes block until the client reads: a client that stops reading
+        is a slow consumer at once. ``memory=True`` uses an in-memory stream with unbounded
+        buffering (the server's writes always go through its writer task).
         """
+        client_stream: trio.abc.HalfCloseableStream
+        server_stream: trio.abc.HalfCloseableStream
         if lockstep:
             client_stream, server_stream = trio.testing.lockstep_stream_pair()
-        else:
+        elif memory:
             client_stream, server_stream = trio.testing.memory_stream_pair()
-        async with trio.open_nursery() as nursery:
-            self.last_path = await self.serve_stream(
-                nursery,
-                server_stream,
-                user_id=user_id,
-                scope=scope,
-                settings=settings,
-                dialect=dialect,
-            )
-            client = await wrap_client_stream(nursery, client_stream, "rt.test", dialect.path)
-            try:
-                yield client
-            finally:
-                nursery.cancel_scope.cancel()
+        else:
+            client_stream, server_stream = socket_stream_pair()
+        try:
+            async with trio.open_nursery() as nursery:
+                self.last_path = await self.serve_stream(
+                    nursery,
+                    server_stream,
+                    user_id=user_id,
+                    scope=scope,
+                    settings=settings,
+                    dialect=dialect,
+                )
+                client = await wrap_client_stream(nursery, client_stream, "rt.test", dialect.path)
+                try:
+                    yield client
+                finally:
+                    nursery.cancel_scope.cancel()
+        finally:
+            for stream in (client_stream, server_stream):
+                if isinstance(stream, trio.SocketStream):
+                    stream.socket.close()  # synchronous: this may run in a cancelled scope
+
+
+def socket_stream_pair() -> tuple[trio.SocketStream, trio.SocketStream]:
+    """Two connected Unix sockets as trio streams: real descriptors, no port."""
+    left, right = trio.socket.socketpair()
+    return trio.SocketStream(left), trio.SocketStream(right)
 
 
 @asynccontextmanager
@@ -150,6 +170,18 @@ async def open_core(**overrides: Any) -> AsyncIterator[Core]:
 
 async def send(ws: WebSocketConnection, message: dict[str, Any]) -> None:
     await ws.send_message(json.dumps(message))
+
+
+def unframe(frame: bytes) -> str:
+    """The text of one unmasked WebSocket text frame, as rt/frames.py builds them."""
+    assert frame[0] == 0x81, f"not a final text frame: {frame[:2]!r}"
+    size, start = frame[1], 2
+    if size == 126:
+        size, start = int.from_bytes(frame[2:4], "big"), 4
+    elif size == 127:
+        size, start = int.from_bytes(frame[2:10], "big"), 10
+    assert len(frame) == start + size, "one whole frame expected"
+    return frame[start:].decode()
 
 
 RECEIVE_TIMEOUT_S = 60.0

@@ -1,7 +1,7 @@
 """The delivery contract, checked by a Hypothesis state machine against the real core.
 
-The machine drives an in-process core (actors, MemoryEngine, Hub, real Connection actors over
-lockstep in-memory streams) and three KMarket clients with random steps: publish a patch,
+The machine drives an in-process core (actors, MemoryEngine, Hub, real Connection actors) and
+three KMarket clients with random steps: publish a patch,
 publish a burst, subscribe, unsubscribe, cut a connection abruptly, resume on a new
 connection with the offsets last seen (sometimes with a wrong epoch), resume on the open one,
 stop reading (so the outbox coalesces and resyncs) and catch up, let rooms idle out, be away
@@ -47,6 +47,7 @@ import threading
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from socket import SO_RCVBUF, SO_SNDBUF, SOL_SOCKET
 from typing import Any, TypeVar
 
 import hypothesis.strategies as st
@@ -82,6 +83,8 @@ CORE_SETTINGS: dict[str, Any] = {
 #: backoffs, the hub's retry when a room is restarting, a closing socket's grace period).
 SHORT_TIMER_S = 5.0
 N_CLIENTS = 3
+#: Bytes of kernel buffer on each end of a client's socket pair: a few messages' worth.
+SMALL_SOCKET_BUFFER = 4096
 
 
 class ContractViolation(AssertionError):
@@ -392,14 +395,30 @@ class Client:
         self._stream: Any = None
         self._scope: trio.CancelScope | None = None
         self._unpaused: trio.Event | None = None
+        #: c0 is on a lockstep in-memory stream (every message goes through the connection's
+        #: writer task); the others are on Unix socket pairs with small buffers, where rooms
+        #: write straight to the socket while it keeps up (rt/wire.py) and fall back to the
+        #: writer when it does not: both paths, and the switches between them, are checked.
+        self.over_socket = name != "c0"
+        self.server_sockets: list[trio.socket.SocketType] = []
 
     def __repr__(self) -> str:
         return self.name
 
     async def connect(self, loop: TrioLoop) -> None:
-        """A new connection; a lockstep stream, so a client that stops reading blocks the
-        server's writes at once and its outbox fills."""
-        client_stream, server_stream = trio.testing.lockstep_stream_pair()
+        """A new connection, on which a client that stops reading soon blocks the server's
+        writes (at once on a lockstep stream, after a few KB on a socket pair)."""
+        client_stream: trio.abc.HalfCloseableStream
+        server_stream: trio.abc.HalfCloseableStream
+        if self.over_socket:
+            client_socket, server_socket = trio.socket.socketpair()
+            for sock, option in ((server_socket, SO_SNDBUF), (client_socket, SO_RCVBUF)):
+                sock.setsockopt(SOL_SOCKET, option, SMALL_SOCKET_BUFFER)
+            self.server_sockets.append(server_socket)
+            client_stream = trio.SocketStream(client_socket)
+            server_stream = trio.SocketStream(server_socket)
+        else:
+            client_stream, server_stream = trio.testing.lockstep_stream_pair()
         await loop.core.serve_stream(loop.nursery, server_stream)
         self._stream = client_stream
         self._scope = trio.CancelScope()
@@ -846,6 +865,8 @@ class DeliveryContract(RuleBasedStateMachine):
             for client in self.clients:
                 if client.connected:
                     await client.cut()
+                for sock in client.server_sockets:
+                    sock.close()  # the server's ends of the socket pairs: nobody else will
 
         try:
             if self.loop._thread.is_alive():

@@ -5,9 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import trio
+import trio.testing
+
+from rt.frames import frame_text
 from rt.model import Update
 from rt.outbox import Outbox
 from rt.protocol.kmarket import CODEC
+from tests.rt.harness import unframe
 
 TOPIC = "market:1"
 
@@ -17,7 +22,13 @@ def update(seq: int, data: Any = None, *, kind: str = "patch", topic: str = TOPI
 
 
 class Harness:
-    def __init__(self, capacity: int = 8, high_water: int = 4, control_capacity: int = 4) -> None:
+    def __init__(
+        self,
+        capacity: int = 8,
+        high_water: int = 4,
+        control_capacity: int = 4,
+        sink: Any = None,
+    ) -> None:
         self.resyncs: list[str] = []
         self.overflows = 0
         self.outbox = Outbox(
@@ -27,18 +38,19 @@ class Harness:
             control_capacity=control_capacity,
             request_resync=self.resyncs.append,
             on_overflow=self._overflow,
+            sink=sink,
         )
 
     def _overflow(self) -> None:
         self.overflows += 1
 
     def offer(self, u: Update) -> None:
-        self.outbox.offer_update(u, CODEC.encode_update(u))
+        self.outbox.offer_update(u, frame_text(CODEC.encode_update(u)))
 
     async def drain(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         while len(self.outbox):
-            out += [json.loads(t) for t in await self.outbox.take_batch()]
+            out += [json.loads(unframe(f)) for f in await self.outbox.take_batch()]
         return out
 
 
@@ -69,7 +81,9 @@ async def test_duplicates_are_dropped_and_gaps_become_a_resync() -> None:
     assert h.outbox.statistics().duplicates_dropped == 1
     assert await h.drain() == []  # seq 6 was replaced by the coming snapshot
     h.outbox.offer_snapshot(
-        TOPIC, 9, CODEC.encode_snapshot(TOPIC, epoch="e", seq=9, ts=0, state={}, resync=True)
+        TOPIC,
+        9,
+        frame_text(CODEC.encode_snapshot(TOPIC, epoch="e", seq=9, ts=0, state={}, resync=True)),
     )
     h.offer(update(10))
     assert [(m["type"], m["seq"]) for m in await h.drain()] == [
@@ -83,7 +97,7 @@ async def test_updates_wait_for_the_first_snapshot() -> None:
     h.outbox.expect(TOPIC, None)
     h.offer(update(1))
     assert len(h.outbox) == 0
-    h.outbox.offer_snapshot(TOPIC, 1, "snap")
+    h.outbox.offer_snapshot(TOPIC, 1, frame_text("snap"))
     h.offer(update(2))
     assert len(h.outbox) == 2
 
@@ -115,7 +129,7 @@ async def test_an_entry_taken_by_the_writer_is_never_merged_into() -> None:
     batch = await h.outbox.take_batch()
     h.offer(update(2))
     h.offer(update(3))
-    assert [json.loads(t)["seq"] for t in batch] == [1]
+    assert [json.loads(unframe(f))["seq"] for f in batch] == [1]
     assert [(m["seq"], m.get("fromSeq")) for m in await h.drain()] == [(3, 2)]
 
 
@@ -165,7 +179,7 @@ async def test_control_messages_are_never_dropped_but_bounded() -> None:
 
 async def test_an_older_snapshot_is_ignored() -> None:
     h = subscribed(Harness(), seq=5)
-    h.outbox.offer_snapshot(TOPIC, 3, "old")
+    h.outbox.offer_snapshot(TOPIC, 3, frame_text("old"))
     assert len(h.outbox) == 0
     assert h.outbox.position(TOPIC) == 5
 
@@ -174,3 +188,87 @@ async def test_take_batch_returns_empty_once_closed() -> None:
     h = Harness()
     h.outbox.close()
     assert await h.outbox.take_batch() == []
+
+
+# -- the fast path: straight to an idle socket ------------------------------------------------
+
+
+class FakeSink:
+    """A Wire stand-in: records what is written, idle or not as the test says."""
+
+    def __init__(self) -> None:
+        self.idle = True
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def texts(self) -> list[dict[str, Any]]:
+        return [json.loads(unframe(f)) for f in self.written]
+
+
+def with_sink(capacity: int = 8, high_water: int = 4) -> tuple[Harness, FakeSink]:
+    sink = FakeSink()
+    return Harness(capacity=capacity, high_water=high_water, sink=sink), sink
+
+
+async def test_an_idle_socket_gets_each_frame_at_once_and_nothing_is_queued() -> None:
+    h, sink = with_sink()
+    h.outbox.expect(TOPIC, 0)
+    for seq in (1, 2, 3):
+        h.offer(update(seq))
+    h.outbox.send_text(json.dumps({"type": "pong", "ts": 7}))
+    assert [m.get("seq", m.get("ts")) for m in sink.texts()] == [1, 2, 3, 7]
+    assert len(h.outbox) == 0
+    stats = h.outbox.statistics()
+    assert (stats.sent, stats.bytes_sent) == (4, sum(map(len, sink.written)))
+
+
+async def test_the_contract_holds_on_the_fast_path_too() -> None:
+    h, sink = with_sink()
+    h.outbox.expect(TOPIC, 0)
+    h.offer(update(1))
+    h.offer(update(1))  # a duplicate: dropped
+    h.offer(update(3))  # a gap: never written, a resync is asked for instead
+    assert [m["seq"] for m in sink.texts()] == [1]
+    assert h.resyncs == [TOPIC]
+    assert h.outbox.statistics().duplicates_dropped == 1
+
+
+async def test_a_busy_socket_queues_and_later_frames_wait_behind_the_queue() -> None:
+    h, sink = with_sink()
+    h.outbox.expect(TOPIC, 0)
+    h.offer(update(1))
+    sink.idle = False  # the socket took part of a frame: the rest is pending
+    h.offer(update(2))
+    sink.idle = True  # flushed, but update 2 still waits in the queue: 3 must not pass it
+    h.offer(update(3))
+    assert [m["seq"] for m in sink.texts()] == [1]
+    assert [m["seq"] for m in await h.drain()] == [2, 3]
+
+
+async def test_a_lossless_stream_always_goes_through_the_writer() -> None:
+    h, sink = with_sink()
+    h.outbox.expect("user:1", 0, lossless=True)
+    h.offer(update(1, topic="user:1", kind="event"))
+    assert sink.written == []
+    batch = await h.outbox.take_batch()
+    assert [json.loads(unframe(f))["seq"] for f in batch] == [1]
+    assert h.outbox.sent_position("user:1") is None  # not written yet
+    h.outbox.batch_written()
+    assert h.outbox.sent_position("user:1") == 1
+
+
+async def test_wake_returns_an_empty_batch_to_a_waiting_writer() -> None:
+    h, _ = with_sink()
+    async with trio.open_nursery() as nursery:
+        got: list[list[bytes]] = []
+
+        async def writer() -> None:
+            got.append(await h.outbox.take_batch())
+
+        nursery.start_soon(writer)
+        await trio.testing.wait_all_tasks_blocked()
+        h.outbox.wake()
+    assert got == [[]]
+    assert not h.outbox.closed
