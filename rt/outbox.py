@@ -285,6 +285,31 @@ class Outbox:
         sub.pending = entry
         self._enqueue(entry)
 
+    def offer_run(self, updates: list[Update], frames: list[bytes], joined: bytes) -> None:
+        """Consecutive updates of one topic, their frames, and those frames joined. A client
+        that has everything before the first, with nothing queued and an idle socket, gets
+        them all in one write; any other is offered them one by one."""
+        first = updates[0]
+        sub = self._subs.get(first.topic)
+        sink = self._sink
+        if (
+            sub is not None
+            and sub.seq == first.seq - 1
+            and sink is not None
+            and sink.idle
+            and not self._queue
+            and not sub.awaiting_snapshot
+            and not sub.lossless
+            and not self.closed
+        ):
+            sub.seq = updates[-1].seq
+            sink.write(joined)
+            self.sent += len(updates)
+            self.bytes_sent += len(joined)
+            return
+        for update, frame in zip(updates, frames, strict=True):
+            self.offer_update(update, frame)
+
     def offer_snapshot(self, topic: str, seq: int, frame: bytes, *, reset: bool = False) -> None:
         """A snapshot of ``topic`` at ``seq``: supersedes whatever of it is still queued.
 

@@ -40,6 +40,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Updates already waiting in a room's mailbox are applied together and fanned out as one
+#: run, up to this many: each subscriber that keeps up gets them in one socket write.
+MAX_RUN = 64
+
 
 @dataclass(frozen=True, slots=True)
 class JoinRoom:
@@ -122,12 +126,39 @@ class MarketRoom(Actor):
                 if not self.subscribers and len(self.mailbox) == 0:
                     return  # nobody left to serve; the engine keeps the topic
                 continue
-            await self.dispatch(message)
+            if type(message) is Update:
+                await self._receive_updates(message)
+            else:
+                await self.dispatch(message)
+
+    async def _receive_updates(self, first: Update) -> None:
+        """``first`` and the updates queued right behind it: one run, one fan-out."""
+        updates = [first]
+        after = None
+        mailbox = self.mailbox
+        if mailbox.receive_hook is None:  # armed faults see every message: one at a time
+            while len(updates) < MAX_RUN and len(mailbox):
+                message = mailbox.get_nowait()
+                if type(message) is not Update:
+                    after = message
+                    break
+                updates.append(message)
+        entries = []
+        for update in updates:
+            if update.seq != self.seq + 1 or update.epoch != self.epoch:
+                break
+            entries.append(self._advance(update))
+        if entries:
+            self._fan_out(entries)
+        for update in updates[len(entries) :]:
+            await self.receive(update)  # a gap, a duplicate or another epoch
+        if after is not None:
+            await self.dispatch(after)
 
     async def receive(self, message: Any) -> Any:
         if type(message) is Update:
             if message.seq == self.seq + 1 and message.epoch == self.epoch:
-                self._apply(message)
+                self._fan_out([self._advance(message)])
             elif message.seq > self.seq or message.epoch != self.epoch:
                 await self._catch_up()
         elif type(message) is JoinRoom:
@@ -145,7 +176,8 @@ class MarketRoom(Actor):
 
     # -- keeping up with the engine -----------------------------------------------------
 
-    def _apply(self, update: Update) -> None:
+    def _advance(self, update: Update) -> _Entry:
+        """Apply the next update to the state and the history (not yet sent to anyone)."""
         if update.kind == "patch":
             apply_in_place(self.state, update.data)
         self.seq = update.seq
@@ -153,16 +185,34 @@ class MarketRoom(Actor):
         entry = _Entry(update)
         self.history.append(entry)
         self.published += 1
-        frames = entry.frames
-        # The hot loop: one frame per dialect, the same bytes offered to every subscriber.
-        for outbox in self.subscribers.values():
-            codec = outbox.codec
-            frame = frames.get(codec)
-            if frame is None:
-                frame = frames[codec] = frame_text(codec.encode_update(update))
-            outbox.offer_update(update, frame)
-        if self.subscribers:
-            self.hub.fanned_out(update)
+        return entry
+
+    def _fan_out(self, entries: list[_Entry]) -> None:
+        """Offer consecutive updates to every subscriber. The hot loop: each update is framed
+        once per dialect, and the same bytes are offered to every subscriber of it."""
+        if not self.subscribers:
+            return
+        if len(entries) == 1:
+            entry = entries[0]
+            update = entry.update
+            frames = entry.frames
+            for outbox in self.subscribers.values():
+                codec = outbox.codec
+                frame = frames.get(codec)
+                if frame is None:
+                    frame = frames[codec] = frame_text(codec.encode_update(update))
+                outbox.offer_update(update, frame)
+        else:
+            updates = [entry.update for entry in entries]
+            runs: dict[Codec, tuple[list[bytes], bytes]] = {}
+            for outbox in self.subscribers.values():
+                codec = outbox.codec
+                run = runs.get(codec)
+                if run is None:
+                    each = [entry.frame(codec) for entry in entries]
+                    run = runs[codec] = (each, b"".join(each))
+                outbox.offer_run(updates, *run)
+        self.hub.fanned_out(entries[0].update)
 
     async def _catch_up(self) -> None:
         """Read from the engine everything after our seq; reload if it is gone."""
@@ -174,9 +224,9 @@ class MarketRoom(Actor):
                     batch = await engine.updates(self.topic, since_seq=self.seq, limit=1000)
                     if not batch:
                         return
-                    for update in batch:
-                        if update.seq == self.seq + 1:
-                            self._apply(update)
+                    entries = [self._advance(u) for u in _consecutive(batch, self.seq)]
+                    for start in range(0, len(entries), MAX_RUN):
+                        self._fan_out(entries[start : start + MAX_RUN])
             except HistoryGone:
                 pass
         log.warning("%s: lost track of the engine (epoch or history); reloading", self.path)
@@ -247,8 +297,11 @@ class MarketRoom(Actor):
         reason = self._why_not_replayable(since, epoch)
         if reason is None:
             first = since + 1
-            for entry in self._history_after(since):
-                outbox.offer_update(entry.update, entry.frame(codec))
+            missed = self._history_after(since)
+            for start in range(0, len(missed), MAX_RUN):  # replayed in runs, as live
+                run = missed[start : start + MAX_RUN]
+                frames = [entry.frame(codec) for entry in run]
+                outbox.offer_run([entry.update for entry in run], frames, b"".join(frames))
             if notice:
                 outbox.send_notice(
                     self.topic,
@@ -294,3 +347,15 @@ class UserRoom(MarketRoom):
     """A user's private stream (``user:<id>``): the same contract, under ``users``."""
 
     kind: ClassVar[str] = "user"
+
+
+def _consecutive(updates: list[Update], seq: int) -> list[Update]:
+    """The updates that follow ``seq`` one by one, from the start of ``updates``."""
+    run = []
+    for update in updates:
+        if update.seq == seq + 1:
+            run.append(update)
+            seq = update.seq
+        elif update.seq > seq:
+            break
+    return run

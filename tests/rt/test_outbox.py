@@ -272,3 +272,45 @@ async def test_wake_returns_an_empty_batch_to_a_waiting_writer() -> None:
         h.outbox.wake()
     assert got == [[]]
     assert not h.outbox.closed
+
+
+def run_of(*seqs: int) -> tuple[list[Update], list[bytes], bytes]:
+    updates = [update(seq) for seq in seqs]
+    frames = [frame_text(CODEC.encode_update(u)) for u in updates]
+    return updates, frames, b"".join(frames)
+
+
+async def test_a_run_of_updates_is_one_write_for_a_client_that_keeps_up() -> None:
+    h, sink = with_sink()
+    h.outbox.expect(TOPIC, 2)
+    updates, frames, joined = run_of(3, 4, 5)
+    h.outbox.offer_run(updates, frames, joined)
+    assert sink.written == [joined]
+    assert h.outbox.position(TOPIC) == 5
+    assert h.outbox.statistics().sent == 3
+    h.offer(update(6))
+    assert len(sink.written) == 2
+
+
+async def test_a_run_that_does_not_follow_on_is_offered_one_by_one() -> None:
+    h, sink = with_sink()
+    h.outbox.expect(TOPIC, 3)  # already has 3: the run's first two are duplicates
+    h.outbox.offer_run(*run_of(2, 3, 4, 5))
+    assert [m["seq"] for m in sink.texts()] == [4, 5]
+    assert h.outbox.statistics().duplicates_dropped == 2
+    h2, sink2 = with_sink()
+    h2.outbox.expect(TOPIC, 0)  # misses 1 and 2: a gap, never written, a resync instead
+    h2.outbox.offer_run(*run_of(3, 4))
+    assert sink2.written == []
+    assert h2.resyncs == [TOPIC]
+
+
+async def test_a_run_waits_behind_what_is_queued() -> None:
+    h, sink = with_sink()
+    h.outbox.expect(TOPIC, 0)
+    sink.idle = False
+    h.offer(update(1))
+    sink.idle = True
+    h.outbox.offer_run(*run_of(2, 3))
+    assert sink.written == []
+    assert [m["seq"] for m in await h.drain()] == [1, 2, 3]
