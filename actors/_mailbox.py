@@ -245,14 +245,18 @@ class Mailbox:
 
     async def get(self) -> Any:
         """Wait for the next message (after any armed receive hook has seen it)."""
+        parked = False
         while True:
-            await trio.lowlevel.checkpoint_if_cancelled()
+            if not parked:
+                await trio.lowlevel.checkpoint_if_cancelled()
             try:
                 message = self.get_nowait()
             except trio.WouldBlock:
                 await self._readable.park()
+                parked = True  # a checkpoint already: no second trip through the scheduler
                 continue
-            await trio.lowlevel.cancel_shielded_checkpoint()
+            if not parked:
+                await trio.lowlevel.cancel_shielded_checkpoint()
             hook = self.receive_hook
             if hook is not None:
                 message = await hook(message)

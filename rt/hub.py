@@ -27,7 +27,7 @@ from actors import (
 from .engine import Engine
 from .model import USER_PREFIX, Json, Update, UpdateKind, user_topic
 from .outbox import Outbox
-from .room import CatchUp, JoinRoom, MarketRoom, ResyncRequest, UserRoom
+from .room import CatchUp, Deserted, JoinRoom, MarketRoom, ResyncRequest, UserRoom
 from .settings import Settings
 from .stats import ConnectionStats
 
@@ -181,7 +181,10 @@ class Hub:
         if subscribers is not None:
             # Kept even when empty: the room fans out from this very dict (and so does its
             # next incarnation); a fresh one would leave whoever joins next out of our reach.
-            subscribers.pop(id(outbox), None)
+            if subscribers.pop(id(outbox), None) is not None and not subscribers:
+                room = self.system.lookup(room_path(topic))
+                if room is not None:
+                    room.tell_control(Deserted())  # its idle time starts
 
     def request_resync(self, topic: str, outbox: Outbox) -> None:
         room = self.system.lookup(room_path(topic))

@@ -66,6 +66,11 @@ class CatchUp:
     """Updates were not delivered to this room's mailbox; read them from the engine."""
 
 
+@dataclass(frozen=True, slots=True)
+class Deserted:
+    """The last subscriber left: the room's idle time starts now."""
+
+
 class _Entry:
     __slots__ = ("frames", "update")
 
@@ -116,16 +121,22 @@ class MarketRoom(Actor):
 
     async def run(self) -> None:
         idle_s = self.hub.settings.room_idle_s
+        get = self.mailbox.get
         while True:
-            with trio.move_on_after(idle_s) as idle:
-                try:
-                    message = await self.mailbox.get()
-                except MailboxClosed:
-                    return  # stopping
-            if idle.cancelled_caught:
-                if not self.subscribers and len(self.mailbox) == 0:
-                    return  # nobody left to serve; the engine keeps the topic
-                continue
+            try:
+                if self.subscribers:
+                    # No idle timer while serving (a cancel scope per message costs): the
+                    # last subscriber to leave sends Deserted, which brings us back here.
+                    message = await get()
+                else:
+                    with trio.move_on_after(idle_s) as idle:
+                        message = await get()
+                    if idle.cancelled_caught:
+                        if not self.subscribers and len(self.mailbox) == 0:
+                            return  # nobody left to serve; the engine keeps the topic
+                        continue
+            except MailboxClosed:
+                return  # stopping
             if type(message) is Update:
                 await self._receive_updates(message)
             else:
@@ -170,6 +181,8 @@ class MarketRoom(Actor):
         elif type(message) is CatchUp:
             self.hub.caught_up(self.topic)
             await self._catch_up()
+        elif type(message) is Deserted:
+            pass  # the run loop starts the idle timer
         else:
             return await super().receive(message)
         return None

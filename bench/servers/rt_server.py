@@ -24,7 +24,7 @@ from typing import Any
 
 import trio
 
-from rt.server import open_server
+from rt.server import open_server, tune_gc
 from rt.settings import Settings
 
 from .plan import PublishPlan
@@ -49,6 +49,7 @@ async def main(args: argparse.Namespace) -> None:
         admin_token=os.environ.get("RT_ADMIN_TOKEN", ""),
     )
     async with open_server(settings) as server, trio.open_nursery() as nursery:
+        tune_gc()  # as `rt serve` does
         ready: dict[str, Any] = {
             "ready": True,
             "pid": os.getpid(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -19,6 +20,7 @@ from trio_websocket import open_websocket_url
 
 from rt.auth import verify_token
 from rt.cli import build_settings, main, settings_from_env
+from rt.server import GC_THRESHOLDS, tune_gc
 from tests.rt.harness import SECRET
 
 READY = re.compile(r"^rt ready ws=ws://([\d.]+):(\d+) http=http://([\d.]+):(\d+)$")
@@ -313,3 +315,15 @@ async def _first_event_snapshot(ws_port: int) -> dict[str, object]:
                 while json.loads(await ws.get_message())["type"] != "unsubscribed":
                     pass
                 await trio.sleep(0.1)
+
+
+def test_serving_tunes_the_collector_for_rare_full_collections() -> None:
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert GC_THRESHOLDS[0] > before[0] and GC_THRESHOLDS[2] > before[2]
+        assert gc.get_freeze_count() > 0  # what existed at start-up is out of every scan
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
