@@ -150,7 +150,9 @@ class Supervisor(Actor):
         self.period_s = period_s
         self.backoff = backoff or _default_backoff()
         self._initial = list(children)
-        self._children: list[_Child] = []
+        # By name, in start order: connections come and go by the thousand, so finding,
+        # adding and removing a child must not walk all of them.
+        self._children: dict[str, _Child] = {}
         self._restart_times: deque[float] = deque()
         self._nursery: trio.Nursery | None = None
 
@@ -172,7 +174,7 @@ class Supervisor(Actor):
             except Exception as exc:
                 # Raised after the nursery, so that it is not wrapped in an ExceptionGroup.
                 failure = exc
-            await self._stop_many(reversed(self._children))
+            await self._stop_many(reversed(self._children.values()))
         if failure is not None:
             raise failure
 
@@ -199,29 +201,37 @@ class Supervisor(Actor):
         if isinstance(message, StopChild):
             child = self._find(message.name)
             await self._stop(child)
-            self._children.remove(child)
+            self._forget(child)
             return None
         if isinstance(message, WhichChildren):
             return [
-                (c.spec.name, c.cell.ref if c.cell and c.alive else None) for c in self._children
+                (c.spec.name, c.cell.ref if c.cell and c.alive else None)
+                for c in self._children.values()
             ]
         return await super().receive(message)
 
     # -- starting and stopping children -------------------------------------------------
 
     def _find(self, name: str) -> _Child:
-        for child in self._children:
-            if child.spec.name == name:
-                return child
+        child = self._children.get(name)
+        if child is not None:
+            return child
         raise NoSuchChild(f"{self.path or '/'} has no child named {name!r}")
 
     async def _add(self, spec: ChildSpec) -> ActorRef:
-        if any(c.spec.name == spec.name for c in self._children):
+        if spec.name in self._children:
             raise NameTaken(f"{self.path or '/'} already has a child named {spec.name!r}")
         child = _Child(spec)
         ref = await self._start(child)
-        self._children.append(child)
+        self._children[spec.name] = child
         return ref
+
+    def _has(self, child: _Child) -> bool:
+        return self._children.get(child.spec.name) is child
+
+    def _forget(self, child: _Child) -> None:
+        if self._has(child):
+            del self._children[child.spec.name]
 
     async def _start(self, child: _Child) -> ActorRef:
         assert self._nursery is not None
@@ -264,7 +274,7 @@ class Supervisor(Actor):
 
     async def _child_ended(self, notice: _ChildEnded) -> None:
         child, result = notice.child, notice.exit
-        if child.cell is not notice.cell or child not in self._children:
+        if child.cell is not notice.cell or not self._has(child):
             return  # an incarnation we already replaced or removed
         if result.error is not None:
             child.last_error = f"{type(result.error).__name__}: {result.error}"
@@ -274,13 +284,13 @@ class Supervisor(Actor):
         if self.stop_requested.is_set():
             return  # stopping: restart nothing; run() stops whatever is left
         if not self._wants_restart(child, result):
-            self._children.remove(child)
+            self._forget(child)
             return
         now = trio.current_time()
         while self._restart_times and self._restart_times[0] <= now - self.period_s:
             self._restart_times.popleft()
         if len(self._restart_times) >= self.max_restarts:
-            await self._stop_many(reversed(self._children))
+            await self._stop_many(reversed(self._children.values()))
             raise SupervisorGaveUp(
                 f"{self.path or '/'}: more than {self.max_restarts} restarts within "
                 f"{self.period_s:g} s; last: {child.spec.name} ({result.reason.value})"
@@ -291,8 +301,8 @@ class Supervisor(Actor):
         await self._stop_many(reversed(siblings))
         for sibling in siblings:  # as in OTP, a temporary sibling stopped here is not restarted
             if sibling.spec.restart is Restart.TEMPORARY:
-                self._children.remove(sibling)
-        group = [c for c in group if c in self._children]
+                self._forget(sibling)
+        group = [c for c in group if self._has(c)]
         for member in group:
             member.restarting = True
         # The backoff, cut short by a stop request.
@@ -323,9 +333,10 @@ class Supervisor(Actor):
     def _restart_group(self, child: _Child) -> list[_Child]:
         if self.strategy is Strategy.ONE_FOR_ONE:
             return [child]
+        children = list(self._children.values())
         if self.strategy is Strategy.ONE_FOR_ALL:
-            return list(self._children)
-        return self._children[self._children.index(child) :]
+            return children
+        return children[children.index(child) :]
 
     def restart_delay_s(self, attempt: int) -> float:
         """The delay before restart number ``attempt`` (1-based) in the current window."""
@@ -338,7 +349,7 @@ class Supervisor(Actor):
     def child_slots(self) -> list[tuple[str, str, Cell | None, int, str | None, bool]]:
         """(name, path, live cell or None, restarts, last error, restarting) per child."""
         out = []
-        for c in self._children:
+        for c in self._children.values():
             path = f"{self.path}/{c.spec.name}" if self.path else c.spec.name
             cell = c.cell if c.alive else None
             out.append((c.spec.name, path, cell, c.restarts, c.last_error, c.restarting))

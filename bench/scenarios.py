@@ -221,9 +221,16 @@ def s4(server: Server, fleet: Fleet, tokens: list[str], profile: Path | None) ->
     server.wait_published(1)
     loops = tokens[:CHURN_LOOPS]
     fleet.op("churn", url=server.ws_url, tokens=loops, market="1", duration_s=1)  # warm up
+    finish_profile = None
+    if profile is not None:
+        from .profile import record
+
+        finish_profile = record(server, 5.0, profile)
     cpu0, wait0 = server.cpu_s(), server.runq_wait_s()
     r = fleet.op("churn", url=server.ws_url, tokens=loops, market="1", duration_s=5)
     cpu, wait = server.cpu_s() - cpu0, server.runq_wait_s() - wait0
+    if finish_profile is not None:
+        finish_profile()
     return {
         "cycles_per_s": round(r["cycles"] / r["elapsed_s"]),
         # what one whole core would do: robust to the share of core 0 the server got

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,8 +112,7 @@ def verify_token(
 
     now = time.time() if now_s is None else now_s
     exp = _numeric_date(payload, "exp")
-    if now >= exp + leeway_s:
-        raise AuthError(f"token expired at {exp:.0f} (now {now:.0f})")
+    _check_not_expired(exp, now, leeway_s)
     for claim in ("iat", "nbf"):
         if claim in payload and _numeric_date(payload, claim) > now + leeway_s:
             raise AuthError(f"token is not valid yet ({claim} is in the future)")
@@ -122,6 +122,41 @@ def verify_token(
         scope_markets=_scope_markets(payload),
         expires_at_ms=int(exp * 1000),
     )
+
+
+class TokenVerifier:
+    """``verify_token`` that remembers the tokens it has accepted (the last ``remember``).
+
+    A client that reconnects presents the same token again, and in a reconnect storm
+    thousands do at once: the signature and the claims need checking only once per token.
+    The lifetime is checked on every use. Only accepted tokens are remembered.
+    """
+
+    def __init__(self, secret: str, *, leeway_s: float = 5.0, remember: int = 10_000) -> None:
+        _check_secret(secret)
+        self._secret = secret
+        self._leeway_s = leeway_s
+        self._remember = remember
+        self._accepted: OrderedDict[str, Claims] = OrderedDict()
+
+    def verify(self, token: str, *, now_s: float | None = None) -> Claims:
+        now = time.time() if now_s is None else now_s
+        claims = self._accepted.get(token)
+        if claims is None:
+            claims = verify_token(token, secret=self._secret, now_s=now, leeway_s=self._leeway_s)
+            self._accepted[token] = claims
+            if len(self._accepted) > self._remember:
+                self._accepted.popitem(last=False)
+            return claims
+        # iat and nbf were in the past then, so they still are; exp is the one that can pass.
+        _check_not_expired(claims.expires_at_ms / 1000, now, self._leeway_s)
+        self._accepted.move_to_end(token)
+        return claims
+
+
+def _check_not_expired(exp: float, now: float, leeway_s: float) -> None:
+    if now >= exp + leeway_s:
+        raise AuthError(f"token expired at {exp:.0f} (now {now:.0f})")
 
 
 def _check_secret(secret: str) -> None:

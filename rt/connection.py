@@ -5,11 +5,13 @@
   frame received (and on every pong), so a silent client is closed after ``idle_timeout_s``
   with code 4000, without a task waking up to check.
 - Most messages never meet a task: rooms write them to the socket at once through the
-  connection's Wire (rt/wire.py) while it is idle. The writer task runs only under
-  backpressure: it finishes what the socket did not take, then drains the outbox in batches,
-  one write per batch. A socket that takes nothing for ``write_deadline_s`` is closed with
-  code 4001: the last step of the slow-consumer policy (see rt/outbox.py for the first two).
-- The heartbeat sends a WebSocket ping every ``ping_interval_s``.
+  connection's Wire (rt/wire.py) while it is idle. A writer task exists only under
+  backpressure: started when something is queued, it finishes what the socket did not take,
+  then drains the outbox in batches, one write per batch, and ends when both are empty. A
+  socket that takes nothing for ``write_deadline_s`` is closed with code 4001: the last step
+  of the slow-consumer policy (see rt/outbox.py for the first two).
+- The heartbeat sends a WebSocket ping every ``ping_interval_s``, and ends the connection
+  (1001) when the actor is asked to stop. So an idle connection costs two tasks of its own.
 
 Close codes (docs/protocol/kmarket.md): 1000 normal, 1001 server going away, 1009 message
 too big (from trio-websocket), 4000 HEARTBEAT_TIMEOUT, 4001 SLOW_CONSUMER. A bad token never
@@ -85,8 +87,10 @@ class Connection(Actor):
             request_resync=self._request_resync,
             on_overflow=self._on_overflow,
             sink=self.wire,
+            on_queued=self._backlog,
         )
         self.wire.on_backlog = self.outbox.wake
+        self._writing = False
         self._idle = trio.CancelScope()
         self._close: tuple[int, str] | None = None
         self._nursery: trio.Nursery | None = None
@@ -115,12 +119,11 @@ class Connection(Actor):
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                nursery.start_soon(self._write)
                 nursery.start_soon(self._heartbeat)
-                nursery.start_soon(self._await_stop)
                 await self._read()
                 nursery.cancel_scope.cancel()
         finally:
+            self._nursery = None
             self.stats.open -= 1
             by_dialect[dialect] -= 1
             self.outbox.close()
@@ -193,20 +196,30 @@ class Connection(Actor):
 
     # -- writing ---------------------------------------------------------------------------
 
+    def _backlog(self) -> None:
+        """Something waits for the socket: make sure a writer is on it."""
+        if not self._writing and self._nursery is not None:
+            try:
+                self._nursery.start_soon(self._write)
+            except RuntimeError:
+                return  # the connection is ending: its nursery takes no new task
+            self._writing = True
+
     async def _write(self) -> None:
-        """The backlog: what the socket did not take at once, then the queue, in batches."""
+        """The backlog: what the socket did not take at once, then the queue, in batches,
+        until both are empty (the next backlog starts another writer)."""
         deadline_s = self.settings.write_deadline_s
         wall_ms = self.settings.wall_ms
         wire = self.wire
         outbox = self.outbox
         try:
             while True:
-                batch = await outbox.take_batch()
-                if not batch and outbox.closed:
-                    return
-                oldest_ts = outbox.batch_ts
+                batch = outbox.take_ready()
                 if batch:
                     wire.write(b"".join(batch))
+                elif not wire.pending:
+                    return  # drained: nothing awaits between this check and the flag below
+                oldest_ts = outbox.batch_ts
                 if wire.pending and not await wire.flush(deadline_s):
                     self.stats.slow_closes += 1
                     log.info(
@@ -221,6 +234,8 @@ class Connection(Actor):
                     self.stats.observe_latency(max(0.0, (wall_ms() - oldest_ts) / 1000))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self._end(1000, "")
+        finally:
+            self._writing = False
 
     def _on_overflow(self) -> None:
         self.stats.slow_closes += 1
@@ -232,10 +247,14 @@ class Connection(Actor):
     # -- heartbeat and stop ------------------------------------------------------------------
 
     async def _heartbeat(self) -> None:
-        """A ping every interval, on schedule whether or not earlier pings were answered."""
+        """A ping every interval, on schedule whether or not earlier pings were answered;
+        and, in the same task, the end of the connection when the actor is asked to stop."""
         assert self._nursery is not None
         while True:
-            await trio.sleep(self.settings.ping_interval_s)
+            with trio.move_on_after(self.settings.ping_interval_s):
+                await self.stop_requested.wait()
+                self._end(CLOSE_GOING_AWAY, "server shutting down")
+                return
             self._nursery.start_soon(self._ping_once)
 
     async def _ping_once(self) -> None:
@@ -246,10 +265,6 @@ class Connection(Actor):
             except ConnectionClosed:
                 return
             self._idle.deadline = trio.current_time() + idle_s  # a pong is a frame too
-
-    async def _await_stop(self) -> None:
-        await self.stop_requested.wait()
-        self._end(CLOSE_GOING_AWAY, "server shutting down")
 
 
 def _remote(ws: WebSocketConnection) -> str:

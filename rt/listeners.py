@@ -15,7 +15,7 @@ from trio_websocket import WebSocketRequest, serve_websocket
 
 from actors import Actor, AskFailed, AskTimeout, ChildSpec, Restart
 
-from .auth import AuthError, verify_token
+from .auth import AuthError, TokenVerifier
 from .connection import CLOSE_GOING_AWAY, Connection
 from .dialects import BY_PATH, SessionContext
 from .publisher_ws import PUBLISH_PATH, PublisherSession, admin_token_matches
@@ -41,6 +41,8 @@ class WebSocketListener(Actor):
         self.port = 0
         self._next_id = 0
         self._next_publisher_id = 0
+        settings = server.settings
+        self._tokens = TokenVerifier(settings.jwt_secret, leeway_s=settings.jwt_leeway_s)
 
     def describe(self) -> dict[str, Any]:
         return {"protocol": "ws", "port": self.port}
@@ -80,7 +82,7 @@ class WebSocketListener(Actor):
             await _reject(request, 401, "UNAUTHORIZED", "missing token: connect to ?token=<JWT>")
             return
         try:
-            claims = verify_token(token, secret=settings.jwt_secret, leeway_s=settings.jwt_leeway_s)
+            claims = self._tokens.verify(token)
         except AuthError as exc:
             await _reject(request, 401, "UNAUTHORIZED", str(exc))
             return

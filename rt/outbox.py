@@ -130,6 +130,7 @@ class Outbox:
         request_resync: Callable[[str], None],
         on_overflow: Callable[[], None],
         sink: Sink | None = None,
+        on_queued: Callable[[], None] | None = None,
     ) -> None:
         if not 0 < high_water <= capacity:
             raise ValueError(f"need 0 < high_water <= capacity, got {high_water}, {capacity}")
@@ -140,6 +141,7 @@ class Outbox:
         self._request_resync = request_resync
         self._on_overflow = on_overflow
         self._sink = sink
+        self._on_queued = on_queued  # something waits for the writer (which may not run yet)
         self._queue: deque[_Entry | bytes] = deque()
         self._woken = False
         self._controls = 0
@@ -223,7 +225,7 @@ class Outbox:
             return
         self._queue.append(frame)
         self._controls += 1
-        self._readable.unpark()
+        self._notify()
         if self._controls > self.control_capacity:
             self._on_overflow()
 
@@ -234,7 +236,7 @@ class Outbox:
     def wake(self) -> None:
         """Wake the writer even with nothing queued (the socket has bytes pending)."""
         self._woken = True
-        self._readable.unpark()
+        self._notify()
 
     # -- the rooms' side (synchronous: a room never waits for a connection) ---------------
 
@@ -343,48 +345,50 @@ class Outbox:
 
         Returns [] once the outbox is closed, or when woken by ``wake`` with nothing queued.
         """
+        while True:
+            batch = self.take_ready(max_items)
+            if batch or self.closed or self._woken:
+                self._woken = False
+                return batch
+            await self._readable.park()
+
+    def take_ready(self, max_items: int = 64) -> list[bytes]:
+        """Take up to ``max_items`` frames queued now, in order, ready to send ([]: none)."""
         batch: list[bytes] = []
         queue = self._queue
         oldest_ts = 0
-        while not batch:
-            while not queue:
-                if self.closed or self._woken:
-                    self._woken = False
-                    return []
-                await self._readable.park()
-            while queue and len(batch) < max_items:
-                entry = queue.popleft()
-                if type(entry) is bytes:
-                    batch.append(entry)
-                    self._controls -= 1
-                    continue
-                assert isinstance(entry, _Entry)
-                sub = entry.sub
-                sub.queued -= 1
-                if not sub.active:
-                    self._dead -= 1
-                    continue
-                if sub.pending is entry:
-                    sub.pending = None
-                if sub.lossless and entry.kind != "notice":
-                    self._unwritten.append((sub, entry.seq))
-                if not oldest_ts:
-                    oldest_ts = entry.ts  # 0 for snapshots and notices: not a publish
-                if entry.frame is None:
-                    entry.frame = frame_text(
-                        self.codec.encode_conflated(
-                            sub.topic,
-                            from_seq=entry.from_seq,
-                            seq=entry.seq,
-                            ts=entry.ts,
-                            patch=entry.patch,
-                        )
+        while queue and len(batch) < max_items:
+            entry = queue.popleft()
+            if type(entry) is bytes:
+                batch.append(entry)
+                self._controls -= 1
+                continue
+            assert isinstance(entry, _Entry)
+            sub = entry.sub
+            sub.queued -= 1
+            if not sub.active:
+                self._dead -= 1
+                continue
+            if sub.pending is entry:
+                sub.pending = None
+            if sub.lossless and entry.kind != "notice":
+                self._unwritten.append((sub, entry.seq))
+            if not oldest_ts:
+                oldest_ts = entry.ts  # 0 for snapshots and notices: not a publish
+            if entry.frame is None:
+                entry.frame = frame_text(
+                    self.codec.encode_conflated(
+                        sub.topic,
+                        from_seq=entry.from_seq,
+                        seq=entry.seq,
+                        ts=entry.ts,
+                        patch=entry.patch,
                     )
-                batch.append(entry.frame)
+                )
+            batch.append(entry.frame)
         self.sent += len(batch)
         self.bytes_sent += sum(map(len, batch))
         self.batch_ts = oldest_ts
-        self._woken = False
         return batch
 
     def batch_written(self) -> None:
@@ -410,7 +414,12 @@ class Outbox:
     def _enqueue(self, entry: _Entry) -> None:
         entry.sub.queued += 1
         self._queue.append(entry)
+        self._notify()
+
+    def _notify(self) -> None:
         self._readable.unpark()
+        if self._on_queued is not None:
+            self._on_queued()
 
     def _end_sub(self, sub: _Sub) -> None:
         """Its queued entries are skipped from now on, and no longer count as depth."""

@@ -7,7 +7,7 @@ from typing import Any
 import jwt
 import pytest
 
-from rt.auth import MAX_TTL_S, AuthError, Claims, issue_token, verify_token
+from rt.auth import MAX_TTL_S, AuthError, Claims, TokenVerifier, issue_token, verify_token
 
 # 64 bytes, so that the HS384/HS512 tokens below are not refused for their key length first.
 SECRET = "s" * 64
@@ -162,3 +162,56 @@ def test_short_secret_is_a_server_error() -> None:
         issue_token(secret="short", user_id=1, scope_markets=None, ttl_s=60, now_s=NOW)
     with pytest.raises(ValueError, match="at least 32 bytes"):
         verify_token("a.b.c", secret="short")
+
+
+# -- TokenVerifier: a reconnecting client's token is checked once --------------------------
+
+
+def test_a_token_seen_before_is_not_decoded_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    token, _ = issue_token(secret=SECRET, user_id=7, scope_markets=["1"], ttl_s=60, now_s=NOW)
+    verifier = TokenVerifier(SECRET)
+    first = verifier.verify(token, now_s=NOW)
+    decodes = []
+    monkeypatch.setattr(jwt, "decode", lambda *a, **k: decodes.append(a))
+    assert verifier.verify(token, now_s=NOW + 30) == first
+    assert decodes == []
+
+
+def test_a_remembered_token_still_expires() -> None:
+    token, _ = issue_token(secret=SECRET, user_id=7, scope_markets=None, ttl_s=60, now_s=NOW)
+    verifier = TokenVerifier(SECRET, leeway_s=5.0)
+    verifier.verify(token, now_s=NOW)
+    assert verifier.verify(token, now_s=NOW + 64).user_id == 7  # inside the leeway
+    with pytest.raises(AuthError, match="expired"):
+        verifier.verify(token, now_s=NOW + 65)
+
+
+def test_a_refused_token_is_refused_every_time() -> None:
+    forged, _ = issue_token(secret=OTHER_SECRET, user_id=7, scope_markets=None, ttl_s=60, now_s=NOW)
+    verifier = TokenVerifier(SECRET)
+    for _ in range(2):
+        with pytest.raises(AuthError, match="signature"):
+            verifier.verify(forged, now_s=NOW)
+
+
+def test_the_verifier_remembers_a_bounded_number_of_tokens(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tokens = [
+        issue_token(secret=SECRET, user_id=n, scope_markets=None, ttl_s=60, now_s=NOW)[0]
+        for n in range(3)
+    ]
+    verifier = TokenVerifier(SECRET, remember=2)
+    for token in tokens:
+        verifier.verify(token, now_s=NOW)
+    real_decode = jwt.decode
+    decodes = []
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        decodes.append(args[0])
+        return real_decode(*args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting)
+    assert verifier.verify(tokens[0], now_s=NOW).user_id == 0  # forgotten: decoded again
+    assert verifier.verify(tokens[2], now_s=NOW).user_id == 2  # remembered
+    assert decodes == [tokens[0]]
