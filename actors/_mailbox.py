@@ -245,18 +245,17 @@ class Mailbox:
 
     async def get(self) -> Any:
         """Wait for the next message (after any armed receive hook has seen it)."""
-        parked = False
         while True:
-            if not parked:
-                await trio.lowlevel.checkpoint_if_cancelled()
+            await trio.lowlevel.checkpoint_if_cancelled()
             try:
                 message = self.get_nowait()
             except trio.WouldBlock:
                 await self._readable.park()
-                parked = True  # a checkpoint already: no second trip through the scheduler
                 continue
-            if not parked:
-                await trio.lowlevel.cancel_shielded_checkpoint()
+            # Yield once more, even right after a wakeup: senders woken in the same tick get
+            # to add their messages first, so a consumer that takes what is queued in one go
+            # (a room's run of updates) finds more of it.
+            await trio.lowlevel.cancel_shielded_checkpoint()
             hook = self.receive_hook
             if hook is not None:
                 message = await hook(message)

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
-from trio_websocket import WebSocketRequest, serve_websocket
+from trio_websocket import WebSocketConnection, WebSocketRequest, serve_websocket
 
 from actors import Actor, AskFailed, AskTimeout, ChildSpec, Restart
 
@@ -128,28 +128,7 @@ class WebSocketListener(Actor):
             restart=Restart.TEMPORARY,
             shutdown_timeout_s=3.0,
         )
-        try:
-            conn = await self.system.spawn(
-                spec, under="conns", timeout_s=settings.connection_start_timeout_s
-            )
-        except (AskTimeout, AskFailed) as exc:
-            # Overloaded (or the conns supervisor is restarting): refuse this client, and only
-            # it; an error escaping here would take the whole listener down.
-            log.warning("%s: could not start connection %s: %s", self.path, name, exc)
-            with trio.move_on_after(1) as cleanup:
-                cleanup.shield = True
-                await ws.aclose(CLOSE_TRY_AGAIN_LATER, "TRY_AGAIN_LATER")
-            return
-        ended = trio.Event()
-        try:
-            self.system.monitor(conn.path, lambda _down: ended.set())
-            await ended.wait()
-        finally:
-            # The listener is going away (or the spawn failed): say so before the socket goes.
-            if not ended.is_set():
-                with trio.move_on_after(1) as cleanup:
-                    cleanup.shield = True
-                    await ws.aclose(CLOSE_GOING_AWAY, "server shutting down")
+        await self._serve_under_conns(ws, spec, "connection")
 
     async def _handle_publisher(self, request: WebSocketRequest, query: str) -> None:
         """/ws/publish: an admin publisher (rt/publisher_ws.py), run like a Connection."""
@@ -172,21 +151,29 @@ class WebSocketListener(Actor):
             restart=Restart.TEMPORARY,
             shutdown_timeout_s=3.0,
         )
+        await self._serve_under_conns(ws, spec, "publisher")
+
+    async def _serve_under_conns(self, ws: WebSocketConnection, spec: ChildSpec, what: str) -> None:
+        """Start the actor that serves ``ws`` under ``conns`` and hold the socket until it
+        ends (trio-websocket closes the socket when this handler returns)."""
         try:
-            session = await self.system.spawn(
-                spec, under="conns", timeout_s=settings.connection_start_timeout_s
+            actor = await self.system.spawn(
+                spec, under="conns", timeout_s=self.server.settings.connection_start_timeout_s
             )
         except (AskTimeout, AskFailed) as exc:
-            log.warning("%s: could not start publisher %s: %s", self.path, name, exc)
+            # Overloaded (or the conns supervisor is restarting): refuse this client, and only
+            # it; an error escaping here would take the whole listener down.
+            log.warning("%s: could not start %s %s: %s", self.path, what, spec.name, exc)
             with trio.move_on_after(1) as cleanup:
                 cleanup.shield = True
                 await ws.aclose(CLOSE_TRY_AGAIN_LATER, "TRY_AGAIN_LATER")
             return
         ended = trio.Event()
         try:
-            self.system.monitor(session.path, lambda _down: ended.set())
+            self.system.monitor(actor.path, lambda _down: ended.set())
             await ended.wait()
         finally:
+            # The listener is going away (or the spawn failed): say so before the socket goes.
             if not ended.is_set():
                 with trio.move_on_after(1) as cleanup:
                     cleanup.shield = True
