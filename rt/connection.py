@@ -1,20 +1,15 @@
-"""Connection: one actor per WebSocket, with a reader, a writer and a heartbeat.
+"""Connection: one actor per client WebSocket, speaking one dialect.
 
-- The reader feeds each text frame to the dialect's sans-IO session and carries out the
-  actions it returns. It runs inside one cancel scope whose deadline moves forward on every
-  frame received (and on every pong), so a silent client is closed after ``idle_timeout_s``
-  with code 4000, without a task waking up to check.
+- The reader (rt/socket_actor.py: idle timeout, heartbeat, close) feeds each text frame to
+  the dialect's sans-IO session and carries out the actions it returns.
 - Most messages never meet a task: rooms write them to the socket at once through the
   connection's Wire (rt/wire.py) while it is idle. A writer task exists only under
   backpressure: started when something is queued, it finishes what the socket did not take,
   then drains the outbox in batches, one write per batch, and ends when both are empty. A
   socket that takes nothing for ``write_deadline_s`` is closed with code 4001: the last step
   of the slow-consumer policy (see rt/outbox.py for the first two).
-- The heartbeat sends a WebSocket ping every ``ping_interval_s``, and ends the connection
-  (1001) when the actor is asked to stop. So an idle connection costs two tasks of its own.
 
-Close codes (docs/protocol/kmarket.md): 1000 normal, 1001 server going away, 1009 message
-too big (from trio-websocket), 4000 HEARTBEAT_TIMEOUT, 4001 SLOW_CONSUMER. A bad token never
+So an idle connection costs two tasks of its own (reader and heartbeat). A bad token never
 gets this far: the listener refuses the handshake with HTTP 401.
 """
 
@@ -24,9 +19,7 @@ import logging
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection
-
-from actors import Actor
+from trio_websocket import WebSocketConnection
 
 from .hub import Hub
 from .outbox import Outbox
@@ -41,6 +34,12 @@ from .protocol._base import (
     Submit,
 )
 from .settings import Settings
+from .socket_actor import (
+    CLOSE_GOING_AWAY,
+    CLOSE_HEARTBEAT_TIMEOUT,
+    CLOSE_SLOW_CONSUMER,
+    SocketActor,
+)
 from .stats import ConnectionStats
 from .wire import Wire
 
@@ -49,12 +48,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CLOSE_GOING_AWAY = 1001
-CLOSE_HEARTBEAT_TIMEOUT = 4000
-CLOSE_SLOW_CONSUMER = 4001
+__all__ = [
+    "CLOSE_GOING_AWAY",
+    "CLOSE_HEARTBEAT_TIMEOUT",
+    "CLOSE_SLOW_CONSUMER",
+    "Connection",
+]
 
 
-class Connection(Actor):
+class Connection(SocketActor):
     kind: ClassVar[str] = "connection"
     mailbox_capacity: ClassVar[int] = 8
 
@@ -70,9 +72,8 @@ class Connection(Actor):
         codec: Codec,
         desk: DeskClient | None = None,
     ) -> None:
-        self.ws = ws
+        super().__init__(ws, settings)
         self.hub = hub
-        self.settings = settings
         self.stats = stats
         self.user_id = user_id
         self.session = session
@@ -91,9 +92,6 @@ class Connection(Actor):
         )
         self.wire.on_backlog = self.outbox.wake
         self._writing = False
-        self._idle = trio.CancelScope()
-        self._close: tuple[int, str] | None = None
-        self._nursery: trio.Nursery | None = None
 
     def describe(self) -> dict[str, Any]:
         stats = self.outbox.statistics()
@@ -117,13 +115,8 @@ class Connection(Actor):
         self.stats.accepted += 1
         self.hub.user_connected(self.user_id)
         try:
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                nursery.start_soon(self._heartbeat)
-                await self._read()
-                nursery.cancel_scope.cancel()
+            await self.serve_socket()
         finally:
-            self._nursery = None
             self.stats.open -= 1
             by_dialect[dialect] -= 1
             self.outbox.close()
@@ -131,43 +124,26 @@ class Connection(Actor):
             self.hub.user_disconnected(self.user_id, self.outbox)
             for topic in self.outbox.topics():
                 self.hub.leave(topic, self.outbox)
-        if self._close is not None:
-            code, reason = self._close
-            with trio.move_on_after(2) as cleanup:
-                cleanup.shield = True
-                await self.ws.aclose(code, reason)
-
-    def _end(self, code: int, reason: str) -> None:
-        """Close with ``code`` once the tasks have stopped (the first reason wins)."""
-        if self._close is None:
-            self._close = (code, reason)
-        if self._nursery is not None:
-            self._nursery.cancel_scope.cancel()
+        # Only now, with the outbox closed: no frame may follow the close frame.
+        await self.close_socket()
 
     # -- reading ---------------------------------------------------------------------------
 
     async def _read(self) -> None:
-        idle_s = self.settings.idle_timeout_s
-        ws = self.ws
         await self._carry_out(self.session.opened())
-        with self._idle:
-            self._idle.deadline = trio.current_time() + idle_s
-            try:
-                while True:
-                    message = await ws.get_message()
-                    self._idle.deadline = trio.current_time() + idle_s
-                    self.stats.messages_received += 1
-                    if isinstance(message, str):
-                        actions = self.session.handle_text(message)
-                    else:
-                        actions = self.session.handle_binary()
-                    await self._carry_out(actions)
-            except ConnectionClosed:
-                return
-        if self._idle.cancelled_caught:
-            self.stats.heartbeat_timeouts += 1
-            log.info("%s: no frame for %.0f s, closing", self.path, idle_s)
-            self._end(CLOSE_HEARTBEAT_TIMEOUT, "HEARTBEAT_TIMEOUT")
+        await super()._read()
+
+    async def on_frame(self, message: str | bytes) -> bool:
+        self.stats.messages_received += 1
+        if isinstance(message, str):
+            actions = self.session.handle_text(message)
+        else:
+            actions = self.session.handle_binary()
+        await self._carry_out(actions)
+        return True
+
+    def on_idle_timeout(self) -> None:
+        self.stats.heartbeat_timeouts += 1
 
     async def _carry_out(self, actions: list[Any]) -> None:
         for action in actions:
@@ -243,28 +219,6 @@ class Connection(Actor):
 
     def _request_resync(self, topic: str) -> None:
         self.hub.request_resync(topic, self.outbox)
-
-    # -- heartbeat and stop ------------------------------------------------------------------
-
-    async def _heartbeat(self) -> None:
-        """A ping every interval, on schedule whether or not earlier pings were answered;
-        and, in the same task, the end of the connection when the actor is asked to stop."""
-        assert self._nursery is not None
-        while True:
-            with trio.move_on_after(self.settings.ping_interval_s):
-                await self.stop_requested.wait()
-                self._end(CLOSE_GOING_AWAY, "server shutting down")
-                return
-            self._nursery.start_soon(self._ping_once)
-
-    async def _ping_once(self) -> None:
-        idle_s = self.settings.idle_timeout_s
-        with trio.move_on_after(idle_s):
-            try:
-                await self.ws.ping()
-            except ConnectionClosed:
-                return
-            self._idle.deadline = trio.current_time() + idle_s  # a pong is a frame too
 
 
 def _remote(ws: WebSocketConnection) -> str:

@@ -27,11 +27,8 @@ import logging
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection
+from trio_websocket import WebSocketConnection
 
-from actors import Actor
-
-from .connection import CLOSE_GOING_AWAY, CLOSE_HEARTBEAT_TIMEOUT, CLOSE_SLOW_CONSUMER
 from .jsontext import dumps, show
 from .publishing import (
     PublishBatch,
@@ -42,6 +39,7 @@ from .publishing import (
     parse_update,
     publish_batch,
 )
+from .socket_actor import CLOSE_SLOW_CONSUMER, SocketActor
 
 if TYPE_CHECKING:
     from .hub import Hub
@@ -150,62 +148,29 @@ def encode_error(code: str, message: str, correlation_id: CorrelationId = None) 
     return dumps({"type": "error", "id": correlation_id, "code": code, "message": message})
 
 
-class PublisherSession(Actor):
+class PublisherSession(SocketActor):
     """One publisher WebSocket: reads a frame, publishes it, replies, reads the next."""
 
     kind: ClassVar[str] = "publisher"
     mailbox_capacity: ClassVar[int] = 8
 
     def __init__(self, ws: WebSocketConnection, *, hub: Hub, settings: Settings) -> None:
-        self.ws = ws
+        super().__init__(ws, settings)
         self.hub = hub
-        self.settings = settings
         self.frames = 0
         self.published = 0
         self.errors = 0
-        self._idle = trio.CancelScope()
-        self._close: tuple[int, str] | None = None
-        self._nursery: trio.Nursery | None = None
 
     def describe(self) -> dict[str, Any]:
         return {"frames": self.frames, "published": self.published, "errors": self.errors}
 
     async def run(self) -> None:
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            nursery.start_soon(self._heartbeat)
-            nursery.start_soon(self._await_stop)
-            await self._read()
-            nursery.cancel_scope.cancel()
-        if self._close is not None:
-            code, reason = self._close
-            with trio.move_on_after(2) as cleanup:
-                cleanup.shield = True
-                await self.ws.aclose(code, reason)
+        await self.serve_socket()
+        await self.close_socket()
 
-    def _end(self, code: int, reason: str) -> None:
-        """Close with ``code`` once the tasks have stopped (the first reason wins)."""
-        if self._close is None:
-            self._close = (code, reason)
-        if self._nursery is not None:
-            self._nursery.cancel_scope.cancel()
-
-    async def _read(self) -> None:
-        idle_s = self.settings.idle_timeout_s
-        with self._idle:
-            self._idle.deadline = trio.current_time() + idle_s
-            try:
-                while True:
-                    message = await self.ws.get_message()
-                    self._idle.deadline = trio.current_time() + idle_s
-                    self.frames += 1
-                    if not await self._reply(await self._handle(message)):
-                        return
-            except ConnectionClosed:
-                return
-        if self._idle.cancelled_caught:
-            log.info("%s: no frame for %.0f s, closing", self.path, idle_s)
-            self._end(CLOSE_HEARTBEAT_TIMEOUT, "HEARTBEAT_TIMEOUT")
+    async def on_frame(self, message: str | bytes) -> bool:
+        self.frames += 1
+        return await self._reply(await self._handle(message))
 
     async def _handle(self, message: str | bytes) -> str:
         try:
@@ -230,19 +195,3 @@ class PublisherSession(Actor):
         )
         self._end(CLOSE_SLOW_CONSUMER, "SLOW_CONSUMER")
         return False
-
-    async def _heartbeat(self) -> None:
-        """Ping every interval; a pong counts as a frame, so a quiet publisher stays open."""
-        idle_s = self.settings.idle_timeout_s
-        while True:
-            await trio.sleep(self.settings.ping_interval_s)
-            with trio.move_on_after(idle_s):
-                try:
-                    await self.ws.ping()
-                except ConnectionClosed:
-                    return
-                self._idle.deadline = trio.current_time() + idle_s
-
-    async def _await_stop(self) -> None:
-        await self.stop_requested.wait()
-        self._end(CLOSE_GOING_AWAY, "server shutting down")
