@@ -90,7 +90,7 @@ class Connection(SocketActor):
             sink=self.wire,
             on_queued=self._backlog,
         )
-        self.wire.on_backlog = self.outbox.wake
+        self.wire.on_backlog = self._backlog
         self._writing = False
 
     def describe(self) -> dict[str, Any]:

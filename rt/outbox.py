@@ -143,7 +143,6 @@ class Outbox:
         self._sink = sink
         self._on_queued = on_queued  # something waits for the writer (which may not run yet)
         self._queue: deque[_Entry | bytes] = deque()
-        self._woken = False
         self._controls = 0
         self._dead = 0  # entries of ended subscriptions, still queued until the writer skips them
         self._unwritten: list[tuple[_Sub, int]] = []  # lossless entries taken, not yet written
@@ -233,11 +232,6 @@ class Outbox:
         self.closed = True
         self._readable.unpark_all()
 
-    def wake(self) -> None:
-        """Wake the writer even with nothing queued (the socket has bytes pending)."""
-        self._woken = True
-        self._notify()
-
     # -- the rooms' side (synchronous: a room never waits for a connection) ---------------
 
     def offer_update(self, update: Update, frame: bytes) -> None:
@@ -252,13 +246,8 @@ class Outbox:
             self._resync(sub)  # a gap: never pass it on, replace it with a snapshot
             return
         sub.seq = update.seq
-        # The fast path, once per message per client at fan-out: inlined _write_now. A
-        # lossless stream takes the queue, where the writer knows when a seq was written.
-        sink = self._sink
-        if sink is not None and sink.idle and not self._queue and not sub.lossless:
-            sink.write(frame)
-            self.sent += 1
-            self.bytes_sent += len(frame)
+        # A lossless stream takes the queue, where the writer knows when a seq was written.
+        if not sub.lossless and self._write_now(frame):
             return
         depth = len(self)
         if sub.lossless:
@@ -293,21 +282,15 @@ class Outbox:
         them all in one write; any other is offered them one by one."""
         first = updates[0]
         sub = self._subs.get(first.topic)
-        sink = self._sink
         if (
             sub is not None
             and sub.seq == first.seq - 1
-            and sink is not None
-            and sink.idle
-            and not self._queue
             and not sub.awaiting_snapshot
             and not sub.lossless
             and not self.closed
+            and self._write_now(joined, messages=len(updates))
         ):
             sub.seq = updates[-1].seq
-            sink.write(joined)
-            self.sent += len(updates)
-            self.bytes_sent += len(joined)
             return
         for update, frame in zip(updates, frames, strict=True):
             self.offer_update(update, frame)
@@ -343,12 +326,11 @@ class Outbox:
     async def take_batch(self, max_items: int = 64) -> list[bytes]:
         """Wait for messages and take up to ``max_items`` frames, in order, ready to send.
 
-        Returns [] once the outbox is closed, or when woken by ``wake`` with nothing queued.
+        Returns [] only once the outbox is closed.
         """
         while True:
             batch = self.take_ready(max_items)
-            if batch or self.closed or self._woken:
-                self._woken = False
+            if batch or self.closed:
                 return batch
             await self._readable.park()
 
@@ -401,13 +383,14 @@ class Outbox:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _write_now(self, frame: bytes) -> bool:
-        """Write ``frame`` to the socket at once if nothing is waiting ahead of it."""
+    def _write_now(self, frame: bytes, *, messages: int = 1) -> bool:
+        """The fast path: write ``frame`` (holding ``messages``) to the socket at once, if
+        nothing is waiting ahead of it. Called per message per client at fan-out."""
         sink = self._sink
         if sink is None or not sink.idle or self._queue:
             return False
         sink.write(frame)
-        self.sent += 1
+        self.sent += messages
         self.bytes_sent += len(frame)
         return True
 

@@ -7,7 +7,7 @@
 - The heartbeat task sends a WebSocket ping every ``ping_interval_s``, on schedule whether or
   not earlier pings were answered, and ends the socket (1001) when the actor is asked to stop.
 - ``_end(code, reason)`` cancels the actor's tasks; the close frame is sent by
-  ``_close_socket`` once they have stopped (the first reason wins).
+  ``close_socket`` once they have stopped (the first reason wins).
 
 Close codes (docs/protocol/kmarket.md): 1000 normal, 1001 server going away, 1009 message
 too big (from trio-websocket), 4000 HEARTBEAT_TIMEOUT, 4001 SLOW_CONSUMER.
@@ -16,6 +16,7 @@ too big (from trio-websocket), 4000 HEARTBEAT_TIMEOUT, 4001 SLOW_CONSUMER.
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
 import trio
@@ -31,7 +32,7 @@ CLOSE_HEARTBEAT_TIMEOUT = 4000
 CLOSE_SLOW_CONSUMER = 4001
 
 
-class SocketActor(Actor):
+class SocketActor(Actor, ABC):
     def __init__(self, ws: WebSocketConnection, settings: Settings) -> None:
         self.ws = ws
         self.settings = settings
@@ -41,9 +42,9 @@ class SocketActor(Actor):
 
     # -- what a subclass says -------------------------------------------------------------
 
+    @abstractmethod
     async def on_frame(self, message: str | bytes) -> bool:
         """Handle one frame received; False to stop reading (the socket is ending)."""
-        raise NotImplementedError
 
     def on_idle_timeout(self) -> None:
         """Nothing was received for ``idle_timeout_s`` (the socket closes with 4000)."""

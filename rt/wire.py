@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -56,7 +57,7 @@ class Wire:
         #: A plain attribute, read once per message per client by the outbox.
         self.idle = self._socket is not None
         #: Called (synchronously) when bytes are left pending: the writer should ``flush``.
-        self.on_backlog: Any = None
+        self.on_backlog: Callable[[], None] | None = None
         ws._stream = _WireStream(self, stream)
 
     @property

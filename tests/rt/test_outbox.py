@@ -5,9 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import trio
-import trio.testing
-
 from rt.frames import frame_text
 from rt.model import Update
 from rt.outbox import Outbox
@@ -257,21 +254,6 @@ async def test_a_lossless_stream_always_goes_through_the_writer() -> None:
     assert h.outbox.sent_position("user:1") is None  # not written yet
     h.outbox.batch_written()
     assert h.outbox.sent_position("user:1") == 1
-
-
-async def test_wake_returns_an_empty_batch_to_a_waiting_writer() -> None:
-    h, _ = with_sink()
-    async with trio.open_nursery() as nursery:
-        got: list[list[bytes]] = []
-
-        async def writer() -> None:
-            got.append(await h.outbox.take_batch())
-
-        nursery.start_soon(writer)
-        await trio.testing.wait_all_tasks_blocked()
-        h.outbox.wake()
-    assert got == [[]]
-    assert not h.outbox.closed
 
 
 def run_of(*seqs: int) -> tuple[list[Update], list[bytes], bytes]:
