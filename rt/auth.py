@@ -14,6 +14,7 @@ one `AuthError`, so the caller has one thing to catch and one reply to send.
 
 from __future__ import annotations
 
+import hmac
 import math
 import time
 from collections import OrderedDict
@@ -152,6 +153,21 @@ class TokenVerifier:
         _check_not_expired(claims.expires_at_ms / 1000, now, self._leeway_s)
         self._accepted.move_to_end(token)
         return claims
+
+
+def bearer_token(authorization: str) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header value (None for any other)."""
+    scheme, _, token = authorization.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
+def is_admin_token(given: str | None, expected: str) -> bool:
+    """``given`` is the admin token (compared in constant time); never true when none is set."""
+    return (
+        bool(expected)
+        and given is not None
+        and hmac.compare_digest(given.encode(), expected.encode())
+    )
 
 
 def _check_not_expired(exp: float, now: float, leeway_s: float) -> None:

@@ -15,7 +15,6 @@ that it works in any app it is mounted in. docs/operations.md documents every fi
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import math
@@ -28,6 +27,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from actors import FaultAction
 
+from .auth import bearer_token, is_admin_token
 from .debug_page import CONTENT_SECURITY_POLICY, PAGE
 
 if TYPE_CHECKING:
@@ -205,13 +205,8 @@ def create_debug_router(server: Server) -> APIRouter:
 
     def unauthorized(request: Request) -> Response | None:
         """A 401 response unless the request carries the admin token (never logged)."""
-        expected = server.settings.admin_token
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if (
-            expected
-            and scheme.lower() == "bearer"
-            and hmac.compare_digest(given.strip().encode(), expected.encode())
-        ):
+        given = bearer_token(request.headers.get("authorization", ""))
+        if is_admin_token(given, server.settings.admin_token):
             return None
         return _error(401, "UNAUTHORIZED", "this route needs Authorization: Bearer <admin token>")
 

@@ -6,7 +6,6 @@ Errors are JSON ``{"code": ..., "message": ...}`` with the status that fits (400
 
 from __future__ import annotations
 
-import hmac
 import time
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
@@ -16,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
-from .auth import AuthError, issue_token, verify_token
+from .auth import AuthError, bearer_token, is_admin_token, issue_token, verify_token
 from .debug import create_debug_router
 from .metrics import metrics_router, totals
 from .model import HistoryGone
@@ -118,14 +117,8 @@ def create_app(server: Server) -> FastAPI:
         return JSONResponse({"code": "INVALID_REQUEST", "message": problems}, status_code=400)
 
     def require_admin(request: Request) -> None:
-        header = request.headers.get("authorization", "")
-        scheme, _, given = header.partition(" ")
-        expected = settings.admin_token
-        if (
-            not expected
-            or scheme.lower() != "bearer"
-            or not hmac.compare_digest(given.strip().encode(), expected.encode())
-        ):
+        given = bearer_token(request.headers.get("authorization", ""))
+        if not is_admin_token(given, settings.admin_token):
             raise ApiError(
                 401, "UNAUTHORIZED", "this route needs Authorization: Bearer <admin token>"
             )

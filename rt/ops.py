@@ -16,7 +16,6 @@ this router builds them itself so that it works in any app it is mounted in.
 from __future__ import annotations
 
 import dataclasses
-import hmac
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +25,7 @@ from fastapi.responses import JSONResponse
 
 from actors import ActorSystem
 
+from .auth import bearer_token, is_admin_token
 from .frames import frame_text
 from .hub import Hub
 from .metrics import live_connections, totals
@@ -165,13 +165,8 @@ def ops_router(server: Server, *, probe_timeout_s: float = PROBE_TIMEOUT_S) -> A
     router = APIRouter(prefix="/realtime", tags=["operations"])
 
     def unauthorized(request: Request) -> JSONResponse | None:
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        expected = settings.admin_token
-        if (
-            expected
-            and scheme.lower() == "bearer"
-            and hmac.compare_digest(given.strip().encode(), expected.encode())
-        ):
+        given = bearer_token(request.headers.get("authorization", ""))
+        if is_admin_token(given, settings.admin_token):
             return None
         return _error(401, "UNAUTHORIZED", _ADMIN_ONLY)
 

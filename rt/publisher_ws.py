@@ -21,7 +21,6 @@ away, 1009 frame too big, 4000 nothing received (not even a pong) for ``idle_tim
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import trio
 from trio_websocket import WebSocketConnection
 
+from .auth import bearer_token, is_admin_token
 from .jsontext import dumps, show
 from .publishing import (
     PublishBatch,
@@ -86,15 +86,13 @@ def admin_token_matches(
 ) -> bool:
     """True when the handshake carries the admin token, as ``Authorization: Bearer <token>``
     or (for clients that cannot set headers) ``?token=<token>``. False when none is set."""
-    if not expected:
-        return False
-    given = query_token
+    given: str | None = query_token or None
     for name, value in headers:
         if name.lower() == b"authorization":
-            scheme, _, credentials = value.decode("latin-1").partition(" ")
-            if scheme.lower() == "bearer":
-                given = credentials.strip()
-    return bool(given) and hmac.compare_digest(given.encode(), expected.encode())
+            from_header = bearer_token(value.decode("latin-1"))
+            if from_header is not None:
+                given = from_header  # a Bearer header wins over the query
+    return is_admin_token(given, expected)
 
 
 def decode_frame(text: str) -> tuple[CorrelationId, PublishBatch]:

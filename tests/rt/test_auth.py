@@ -7,7 +7,16 @@ from typing import Any
 import jwt
 import pytest
 
-from rt.auth import MAX_TTL_S, AuthError, Claims, TokenVerifier, issue_token, verify_token
+from rt.auth import (
+    MAX_TTL_S,
+    AuthError,
+    Claims,
+    TokenVerifier,
+    bearer_token,
+    is_admin_token,
+    issue_token,
+    verify_token,
+)
 
 # 64 bytes, so that the HS384/HS512 tokens below are not refused for their key length first.
 SECRET = "s" * 64
@@ -215,3 +224,29 @@ def test_the_verifier_remembers_a_bounded_number_of_tokens(
     assert verifier.verify(tokens[0], now_s=NOW).user_id == 0  # forgotten: decoded again
     assert verifier.verify(tokens[2], now_s=NOW).user_id == 2  # remembered
     assert decodes == [tokens[0]]
+
+
+# -- the admin token, as every admin route and /ws/publish checks it ----------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "token"),
+    [
+        ("Bearer abc", "abc"),
+        ("bearer  abc ", "abc"),
+        ("Bearer ", ""),
+        ("Basic abc", None),
+        ("", None),
+        ("abc", None),
+    ],
+)
+def test_bearer_token_reads_only_the_bearer_scheme(header: str, token: str | None) -> None:
+    assert bearer_token(header) == token
+
+
+def test_the_admin_token_must_be_set_and_equal() -> None:
+    assert is_admin_token("admin", "admin")
+    assert not is_admin_token("admin2", "admin")
+    assert not is_admin_token("", "admin")
+    assert not is_admin_token(None, "admin")
+    assert not is_admin_token("", "")  # no admin token set: nobody is admin
