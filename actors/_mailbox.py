@@ -91,7 +91,9 @@ class Mailbox:
         self._on_discard = on_discard
         self._items: deque[Any] = deque()
         self._keyed: OrderedDict[Hashable, Any] = OrderedDict()
-        self._blocked: deque[_BlockedPut] = deque()
+        # Made on the first blocked put: most mailboxes never block, and an empty deque
+        # costs ~700 bytes (one per actor, so several per client connection).
+        self._blocked: deque[_BlockedPut] | None = None
         self._readable = trio.lowlevel.ParkingLot()
         self._closed = False
         self.processed = 0
@@ -158,12 +160,15 @@ class Mailbox:
             return accepted
         key = self._key(message) if self._key is not None else None
         waiter = _BlockedPut(message, key)
-        self._blocked.append(waiter)
+        if self._blocked is None:
+            self._blocked = deque()
+        blocked = self._blocked
+        blocked.append(waiter)
         try:
             await waiter.event.wait()
         except BaseException:
             if not waiter.delivered:
-                self._blocked.remove(waiter)
+                blocked.remove(waiter)
             raise
         if not waiter.delivered:  # woken by close()
             raise MailboxClosed("mailbox closed while waiting for room")
