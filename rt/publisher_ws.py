@@ -29,6 +29,7 @@ import trio
 from trio_websocket import WebSocketConnection
 
 from .auth import bearer_token, is_admin_token
+from .frames import frame_text
 from .jsontext import dumps, show
 from .publishing import (
     PublishBatch,
@@ -40,6 +41,7 @@ from .publishing import (
     publish_batch,
 )
 from .socket_actor import CLOSE_SLOW_CONSUMER, SocketActor
+from .wire import Wire
 
 if TYPE_CHECKING:
     from .hub import Hub
@@ -155,6 +157,9 @@ class PublisherSession(SocketActor):
     def __init__(self, ws: WebSocketConnection, *, hub: Hub, settings: Settings) -> None:
         super().__init__(ws, settings)
         self.hub = hub
+        # Replies go through a Wire, as a client's messages do: one that stalls stays whole
+        # in the Wire, so the close frame that follows it (4001) is still well-formed.
+        self.wire = Wire(ws)
         self.frames = 0
         self.published = 0
         self.errors = 0
@@ -185,9 +190,13 @@ class PublisherSession(SocketActor):
     async def _reply(self, text: str) -> bool:
         """Write one reply; False when it could not be written in time (the socket closes)."""
         # Waiting here is the back-pressure: no next frame is read until this one is answered.
-        with trio.move_on_after(self.settings.write_deadline_s):
-            await self.ws.send_message(text)
-            return True
+        wire = self.wire
+        wire.write(frame_text(text))
+        try:
+            if wire.idle or await wire.flush(self.settings.write_deadline_s):
+                return True
+        except trio.BrokenResourceError:
+            return False  # the peer is gone: nothing more to read or to answer
         log.info(
             "%s: reply unwritable for %.0f s, closing", self.path, self.settings.write_deadline_s
         )
