@@ -20,7 +20,16 @@ from typing import Any
 
 from rt.auth import issue_token
 
-from .procs import LOADGEN_CORE, SERVERS, BenchError, Fleet, Server, machine, pin_self
+from .procs import (
+    DEFAULT_SERVERS,
+    LOADGEN_CORE,
+    SERVERS,
+    BenchError,
+    Fleet,
+    Server,
+    machine,
+    pin_self,
+)
 from .report import best, ratios, table
 from .scenarios import SCENARIOS, Scenario
 from .servers.http_publisher import VIAS
@@ -130,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     p_cmp.add_argument("scenario", choices=SCENARIOS)
     p_all = sub.add_parser("all", help="every scenario against every server")
     for p in (p_cmp, p_all):
-        p.add_argument("--servers", default=",".join(SERVERS))
+        p.add_argument("--servers", default=",".join(DEFAULT_SERVERS))
         p.add_argument("--repeats", type=int, default=2)
     p_prof = sub.add_parser("profile", help="py-spy on a server during a scenario's window")
     p_prof.add_argument("scenario", choices=["s1", "s2", "s4"])

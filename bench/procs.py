@@ -31,7 +31,10 @@ SERVERS = {
     "rt": "bench.servers.rt_server",
     "websockets": "bench.servers.websockets_broadcast",
     "naive": "bench.servers.naive_trio",
+    # Not a baseline: trio + wsproto without trio-websocket (only when named in --servers).
+    "wsproto": "bench.servers.wsproto_trio",
 }
+DEFAULT_SERVERS = ("rt", "websockets", "naive")
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 

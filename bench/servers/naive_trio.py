@@ -10,16 +10,12 @@ client lock keeps a join's replay and live updates in order.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import sys
 from typing import Any
 
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
 
-from .plan import PublishPlan
-from .trio_driver import Wakeup, drive, serve_control
+from .trio_driver import run_baseline, start_publishing
 from .wire import Markets, Session
 
 
@@ -68,26 +64,12 @@ class NaiveServer:
 
 async def main(args: argparse.Namespace) -> None:
     server = NaiveServer()
-    plan, wake = PublishPlan(), Wakeup()
     async with trio.open_nursery() as nursery:
         listening = await nursery.start(
             serve_websocket, server.handle, "127.0.0.1", args.ws_port, None
         )
-        control_port = await nursery.start(serve_control, plan, wake)
-        nursery.start_soon(drive, plan, wake, server.publish)
-        ready = {
-            "ready": True,
-            "pid": os.getpid(),
-            "ws_port": listening.port,
-            "control_port": control_port,
-        }
-        print(json.dumps(ready), flush=True)
+        await start_publishing(nursery, listening.port, server.publish)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ws-port", type=int, default=0)
-    try:
-        trio.run(main, parser.parse_args())
-    except KeyboardInterrupt:
-        sys.exit(130)
+    run_baseline(main, __doc__)

@@ -1,8 +1,12 @@
-"""The publisher plan on Trio: its control port and the loop that publishes (rt, naive)."""
+"""The publisher plan on Trio: its control port and the loop that publishes (rt, naive,
+wsproto), and the start-up the Trio baselines share."""
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -72,3 +76,23 @@ async def drive(plan: PublishPlan, wake: Wakeup, publish: Publish) -> None:
             await trio.lowlevel.checkpoint()
         else:
             await wake.wait(plan.wait_s(time.monotonic()))
+
+
+async def start_publishing(nursery: trio.Nursery, ws_port: int, publish: Publish) -> None:
+    """Serve the control port and run the publisher in ``nursery``, then print the ready
+    line the bench waits for (a baseline server with its WebSocket port open)."""
+    plan, wake = PublishPlan(), Wakeup()
+    control_port = await nursery.start(serve_control, plan, wake)
+    nursery.start_soon(drive, plan, wake, publish)
+    ready = {"ready": True, "pid": os.getpid(), "ws_port": ws_port, "control_port": control_port}
+    print(json.dumps(ready), flush=True)
+
+
+def run_baseline(main: Callable[[argparse.Namespace], Awaitable[None]], doc: str) -> None:
+    """``python -m bench.servers.<baseline> [--ws-port N]``."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--ws-port", type=int, default=0)
+    try:
+        trio.run(main, parser.parse_args())
+    except KeyboardInterrupt:
+        sys.exit(130)
