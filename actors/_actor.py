@@ -10,6 +10,7 @@ Erlang pid. To reach whichever incarnation is current, look the path up in the r
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from ._system import ActorSystem
 
 __all__ = ["Actor", "ActorRef", "ActorState", "Request"]
+
+logger = logging.getLogger(__name__)
 
 
 class ActorState(enum.Enum):
@@ -191,6 +194,13 @@ class Actor:
         """Tell the parent this actor is ready (only needed with ``defer_started``)."""
         self._cell.ready()
 
+    def on_stop_requested(self) -> None:
+        """Called once, synchronously, when a graceful stop is asked for (the mailbox closes
+        at the same time). For an actor whose ``run()`` waits on something other than its
+        mailbox, so that it can wind down without a task of its own watching
+        ``stop_requested``. It runs in the task that asked for the stop: it must not block,
+        and an exception from it is logged and ignored."""
+
     async def on_start(self) -> None:
         """Prepare before the actor counts as started (bind a socket, load state)."""
 
@@ -276,8 +286,14 @@ class Cell:
     def request_stop(self) -> None:
         if self.state in (ActorState.STARTING, ActorState.RUNNING):
             self.state = ActorState.STOPPING
+        if self.stop_requested.is_set():
+            return
         self.stop_requested.set()
         self.mailbox.close()
+        try:
+            self.actor.on_stop_requested()
+        except Exception:
+            logger.exception("%s: on_stop_requested failed", self.path or "/")
 
     def uptime_s(self) -> float:
         if self.state is ActorState.STOPPED:

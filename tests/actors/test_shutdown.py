@@ -7,7 +7,7 @@ import tenacity
 import trio
 import trio.testing
 
-from actors import ChildSpec, Supervisor, SupervisorGaveUp, open_system
+from actors import Actor, ChildSpec, Supervisor, SupervisorGaveUp, open_system
 
 from ._support import GUARD_S, Journal, Stubborn, Worker, count_tasks, wait
 
@@ -170,3 +170,50 @@ async def test_no_task_is_left_running_after_the_root_gives_up(
             await trio.sleep(GUARD_S)  # cancelled when the root gives up
     assert count_tasks() == before
     assert journal.events("stop") == [("stop", "c"), ("stop", "a")]
+
+
+class Waiter(Actor):
+    """Waits on an event of its own, not on its mailbox: it learns of a stop only through
+    on_stop_requested, which sets that event."""
+
+    def __init__(self, journal: Journal, *, fail: bool = False) -> None:
+        self.journal = journal
+        self.fail = fail
+        self.woken = trio.Event()
+
+    def on_stop_requested(self) -> None:
+        self.journal.add("stop requested", f"{self.stop_requested.is_set()}")
+        self.woken.set()
+        if self.fail:
+            raise RuntimeError("a broken hook")
+
+    async def run(self) -> None:
+        await self.woken.wait()
+        self.journal.add("stop", self.path)
+
+
+async def test_on_stop_requested_lets_an_actor_that_does_not_read_its_mailbox_stop_gracefully(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    journal = Journal()
+    spec = ChildSpec("w", lambda: Waiter(journal), shutdown_timeout_s=10)
+    async with open_system([spec]) as system:
+        downs = []
+        system.monitor("w", downs.append)
+        await system.stop("w")
+        assert trio.current_time() == 0  # no shutdown timeout: it stopped at once
+    # Called once, with stop_requested already set, and before the actor ended.
+    assert journal.events("stop requested", "stop") == [("stop requested", "True"), ("stop", "w")]
+    assert [d.reason for d in downs] == ["shutdown"]
+
+
+async def test_an_error_in_on_stop_requested_is_logged_and_the_stop_goes_on(
+    autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    journal = Journal()
+    spec = ChildSpec("w", lambda: Waiter(journal, fail=True), shutdown_timeout_s=10)
+    async with open_system([spec]) as system:
+        await system.stop("w")
+        assert system.lookup("w") is None
+    assert journal.events("stop") == [("stop", "w")]
+    assert "w: on_stop_requested failed" in caplog.text
