@@ -1,6 +1,6 @@
 """Connection: one actor per client WebSocket, speaking one dialect.
 
-- The reader (rt/socket_actor.py: idle timeout, heartbeat, close) feeds each text frame to
+- The reader (rt/socket_actor.py: heartbeat, idle timeout, close) feeds each text frame to
   the dialect's sans-IO session and carries out the actions it returns.
 - Most messages never meet a task: rooms write them to the socket at once through the
   connection's Wire (rt/wire.py) while it is idle. A writer task exists only under
@@ -9,8 +9,8 @@
   socket that takes nothing for ``write_deadline_s`` is closed with code 4001: the last step
   of the slow-consumer policy (see rt/outbox.py for the first two).
 
-So an idle connection costs two tasks of its own (reader and heartbeat). A bad token never
-gets this far: the listener refuses the handshake with HTTP 401.
+So an idle connection costs one task of its own, the reader. A bad token never gets this
+far: the listener refuses the handshake with HTTP 401.
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ from .socket_actor import (
     SocketActor,
 )
 from .stats import ConnectionStats
-from .wire import Wire
 
 if TYPE_CHECKING:
     from .desk import DeskClient
@@ -72,14 +71,13 @@ class Connection(SocketActor):
         codec: Codec,
         desk: DeskClient | None = None,
     ) -> None:
+        self.remote = _remote(ws)  # read before the Wire takes the stream's place
         super().__init__(ws, settings)
         self.hub = hub
         self.stats = stats
         self.user_id = user_id
         self.session = session
         self.desk = desk
-        self.remote = _remote(ws)  # read before the Wire takes the stream's place
-        self.wire = Wire(ws)
         self.outbox = Outbox(
             codec,
             capacity=settings.outbox_capacity,
@@ -90,8 +88,6 @@ class Connection(SocketActor):
             sink=self.wire,
             on_queued=self._backlog,
         )
-        self.wire.on_backlog = self._backlog
-        self._writing = False
 
     def describe(self) -> dict[str, Any]:
         stats = self.outbox.statistics()
@@ -172,46 +168,27 @@ class Connection(SocketActor):
 
     # -- writing ---------------------------------------------------------------------------
 
-    def _backlog(self) -> None:
-        """Something waits for the socket: make sure a writer is on it."""
-        if not self._writing and self._nursery is not None:
-            try:
-                self._nursery.start_soon(self._write)
-            except RuntimeError:
-                return  # the connection is ending: its nursery takes no new task
-            self._writing = True
-
-    async def _write(self) -> None:
-        """The backlog: what the socket did not take at once, then the queue, in batches,
-        until both are empty (the next backlog starts another writer)."""
-        deadline_s = self.settings.write_deadline_s
+    async def _drain(self) -> None:
+        """The writer's work: what the socket did not take at once, then the queue, in
+        batches, until both are empty (the next backlog starts another writer)."""
         wall_ms = self.settings.wall_ms
         wire = self.wire
         outbox = self.outbox
-        try:
-            while True:
-                batch = outbox.take_ready()
-                if batch:
-                    wire.write(b"".join(batch))
-                elif not wire.pending:
-                    return  # drained: nothing awaits between this check and the flag below
-                oldest_ts = outbox.batch_ts
-                if wire.pending and not await wire.flush(deadline_s):
-                    self.stats.slow_closes += 1
-                    log.info(
-                        "%s: socket unwritable for %.0f s, closing as slow", self.path, deadline_s
-                    )
-                    self._end(CLOSE_SLOW_CONSUMER, "SLOW_CONSUMER")
-                    return
-                if wire.closed:
-                    raise trio.BrokenResourceError  # not written: positions must not move
-                outbox.batch_written()
-                if oldest_ts:
-                    self.stats.observe_latency(max(0.0, (wall_ms() - oldest_ts) / 1000))
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self._end(1000, "")
-        finally:
-            self._writing = False
+        while True:
+            batch = outbox.take_ready()
+            if batch:
+                wire.write(b"".join(batch))
+            elif not wire.pending:
+                return  # drained: nothing awaits between this check and the writer's end
+            oldest_ts = outbox.batch_ts
+            if wire.pending and not await self._flush():
+                self.stats.slow_closes += 1
+                return
+            if wire.closed:
+                raise trio.BrokenResourceError  # not written: positions must not move
+            outbox.batch_written()
+            if oldest_ts:
+                self.stats.observe_latency(max(0.0, (wall_ms() - oldest_ts) / 1000))
 
     def _on_overflow(self) -> None:
         self.stats.slow_closes += 1

@@ -40,8 +40,7 @@ from .publishing import (
     parse_update,
     publish_batch,
 )
-from .socket_actor import CLOSE_SLOW_CONSUMER, SocketActor
-from .wire import Wire
+from .socket_actor import SocketActor
 
 if TYPE_CHECKING:
     from .hub import Hub
@@ -157,9 +156,6 @@ class PublisherSession(SocketActor):
     def __init__(self, ws: WebSocketConnection, *, hub: Hub, settings: Settings) -> None:
         super().__init__(ws, settings)
         self.hub = hub
-        # Replies go through a Wire, as a client's messages do: one that stalls stays whole
-        # in the Wire, so the close frame that follows it (4001) is still well-formed.
-        self.wire = Wire(ws)
         self.frames = 0
         self.published = 0
         self.errors = 0
@@ -190,15 +186,10 @@ class PublisherSession(SocketActor):
     async def _reply(self, text: str) -> bool:
         """Write one reply; False when it could not be written in time (the socket closes)."""
         # Waiting here is the back-pressure: no next frame is read until this one is answered.
-        wire = self.wire
-        wire.write(frame_text(text))
+        # Through the Wire, as a client's messages go: a reply that stalls stays whole there,
+        # so the close frame that follows it (4001) is still well-formed.
+        self.wire.write(frame_text(text))
         try:
-            if wire.idle or await wire.flush(self.settings.write_deadline_s):
-                return True
+            return self.wire.idle or await self._flush()
         except trio.BrokenResourceError:
             return False  # the peer is gone: nothing more to read or to answer
-        log.info(
-            "%s: reply unwritable for %.0f s, closing", self.path, self.settings.write_deadline_s
-        )
-        self._end(CLOSE_SLOW_CONSUMER, "SLOW_CONSUMER")
-        return False

@@ -1,11 +1,16 @@
 """SocketActor: the life of an actor that serves one WebSocket (a client connection, or a
-/ws/publish producer): reading with an idle timeout, the heartbeat, and the close.
+/ws/publish producer): reading, the heartbeat, writing what the socket did not take at once,
+and the close.
 
-- Frames are read inside one cancel scope whose deadline moves forward on every frame (and
-  on every pong), so a silent peer is closed after ``idle_timeout_s`` with code 4000 without
-  a task waking up to check.
-- The heartbeat task sends a WebSocket ping every ``ping_interval_s``, on schedule whether or
-  not earlier pings were answered, and ends the socket (1001) when the actor is asked to stop.
+- One task reads, and between frames it keeps the heartbeat too: it writes a ping frame every
+  ``ping_interval_s``, on schedule whether or not earlier pings were answered, and closes with
+  4000 once nothing at all (no frame, no pong) has arrived for ``idle_timeout_s``. The Wire
+  reports every byte received (``on_received``), so no task waits for a pong: an idle
+  connection costs one task of its own.
+- Bytes the socket did not take at once wait in the Wire; a writer task starts on demand
+  (``_backlog``), finishes them and ends. A socket that takes nothing for ``write_deadline_s``
+  is closed with 4001. Connection's writer also drains its outbox (``_drain``).
+- A stop request (``on_stop_requested``, from the actors runtime) closes with 1001.
 - ``_end(code, reason)`` cancels the actor's tasks; the close frame is sent by
   ``close_socket`` once they have stopped (the first reason wins).
 
@@ -24,6 +29,8 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from actors import Actor
 
+from .wire import Wire
+
 if TYPE_CHECKING:
     from .settings import Settings
 
@@ -31,14 +38,22 @@ CLOSE_GOING_AWAY = 1001
 CLOSE_HEARTBEAT_TIMEOUT = 4000
 CLOSE_SLOW_CONSUMER = 4001
 
+#: A ping with no payload (FIN set, opcode 9), unmasked as every frame from a server is. The
+#: peer's pong is not matched to it: any byte from the peer proves it alive.
+PING_FRAME = b"\x89\x00"
+
 
 class SocketActor(Actor, ABC):
     def __init__(self, ws: WebSocketConnection, settings: Settings) -> None:
         self.ws = ws
         self.settings = settings
-        self._idle = trio.CancelScope()
+        self.wire = Wire(ws)
+        self.wire.on_backlog = self._backlog
+        self.wire.on_received = self._heard_from_peer
+        self._last_heard = trio.current_time()
         self._close: tuple[int, str] | None = None
         self._nursery: trio.Nursery | None = None
+        self._writing = False
 
     # -- what a subclass says -------------------------------------------------------------
 
@@ -49,6 +64,11 @@ class SocketActor(Actor, ABC):
     def on_idle_timeout(self) -> None:
         """Nothing was received for ``idle_timeout_s`` (the socket closes with 4000)."""
 
+    async def _drain(self) -> None:
+        """The writer's work: write what waits in the Wire (a subclass may write more)."""
+        if self.wire.pending:
+            await self._flush()
+
     # -- the life of the socket -----------------------------------------------------------
 
     async def serve_socket(self) -> None:
@@ -56,8 +76,8 @@ class SocketActor(Actor, ABC):
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                nursery.start_soon(self._heartbeat)
-                await self._read()
+                if self._close is None:  # a stop may have come before the socket was served
+                    await self._read()
                 nursery.cancel_scope.cancel()
         finally:
             self._nursery = None
@@ -70,6 +90,9 @@ class SocketActor(Actor, ABC):
                 cleanup.shield = True
                 await self.ws.aclose(code, reason)
 
+    def on_stop_requested(self) -> None:
+        self._end(CLOSE_GOING_AWAY, "server shutting down")
+
     def _end(self, code: int, reason: str) -> None:
         """Close with ``code`` once the tasks have stopped (the first reason wins)."""
         if self._close is None:
@@ -77,40 +100,81 @@ class SocketActor(Actor, ABC):
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
 
+    # -- reading, with the heartbeat between frames -------------------------------------------
+
+    def _heard_from_peer(self) -> None:
+        self._last_heard = trio.current_time()
+
     async def _read(self) -> None:
+        ping_s = self.settings.ping_interval_s
         idle_s = self.settings.idle_timeout_s
         ws = self.ws
-        with self._idle:
-            self._idle.deadline = trio.current_time() + idle_s
-            try:
-                while True:
+        self._last_heard = now = trio.current_time()
+        next_ping = now + ping_s
+        try:
+            while True:
+                message: str | bytes | None = None
+                # Only the wait for a frame is cut short: handling one is never interrupted
+                # by a ping falling due.
+                with trio.move_on_at(min(self._last_heard + idle_s, next_ping)):
                     message = await ws.get_message()
-                    self._idle.deadline = trio.current_time() + idle_s
+                if message is not None:
+                    # Also here: the read trio-websocket had started before the Wire was in
+                    # place reports its bytes to nobody.
+                    self._last_heard = trio.current_time()
                     if not await self.on_frame(message):
                         return
-            except ConnectionClosed:
-                return
-        if self._idle.cancelled_caught:
-            self.on_idle_timeout()
-            # Logged as the subclass's module (rt.connection, rt.publisher_ws): who closed it.
-            log = logging.getLogger(type(self).__module__)
-            log.info("%s: no frame for %.0f s, closing", self.path, idle_s)
-            self._end(CLOSE_HEARTBEAT_TIMEOUT, "HEARTBEAT_TIMEOUT")
+                    continue
+                now = trio.current_time()
+                if now >= self._last_heard + idle_s:
+                    self._idle_timeout(idle_s)
+                    return
+                if now >= next_ping:
+                    self._ping()
+                    while next_ping <= now:
+                        next_ping += ping_s
+        except ConnectionClosed:
+            return
 
-    async def _heartbeat(self) -> None:
-        assert self._nursery is not None
-        while True:
-            with trio.move_on_after(self.settings.ping_interval_s):
-                await self.stop_requested.wait()
-                self._end(CLOSE_GOING_AWAY, "server shutting down")
-                return
-            self._nursery.start_soon(self._ping_once)
+    def _idle_timeout(self, idle_s: float) -> None:
+        self.on_idle_timeout()
+        # Logged as the subclass's module (rt.connection, rt.publisher_ws): who closed it.
+        log = logging.getLogger(type(self).__module__)
+        log.info("%s: no frame for %.0f s, closing", self.path, idle_s)
+        self._end(CLOSE_HEARTBEAT_TIMEOUT, "HEARTBEAT_TIMEOUT")
 
-    async def _ping_once(self) -> None:
-        idle_s = self.settings.idle_timeout_s
-        with trio.move_on_after(idle_s):
+    def _ping(self) -> None:
+        self.wire.write(PING_FRAME)
+        if self.wire.pending:
+            self._backlog()
+
+    # -- writing what the socket did not take at once ----------------------------------------
+
+    def _backlog(self) -> None:
+        """Something waits for the socket: make sure a writer is on it."""
+        if not self._writing and self._nursery is not None:
             try:
-                await self.ws.ping()
-            except ConnectionClosed:
-                return
-            self._idle.deadline = trio.current_time() + idle_s  # a pong is a frame too
+                self._nursery.start_soon(self._write)
+            except RuntimeError:
+                return  # the socket is ending: its nursery takes no new task
+            self._writing = True
+
+    async def _write(self) -> None:
+        try:
+            await self._drain()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._end(1000, "")
+        finally:
+            self._writing = False
+
+    async def _flush(self) -> bool:
+        """Write what waits in the Wire. False if the socket took nothing for
+        ``write_deadline_s`` (then it closes with 4001); raises trio.BrokenResourceError if
+        the socket is gone."""
+        deadline_s = self.settings.write_deadline_s
+        if await self.wire.flush(deadline_s):
+            return True
+        log = logging.getLogger(type(self).__module__)
+        log.info("%s: socket unwritable for %.0f s, closing as slow", self.path, deadline_s)
+        self._end(CLOSE_SLOW_CONSUMER, "SLOW_CONSUMER")
+        return False

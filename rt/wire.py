@@ -10,9 +10,11 @@ task (``flush``), and the outbox queues what comes next (where the slow-consumer
 rt/outbox.py applies).
 
 trio-websocket still does the handshake, reads every frame, answers pings and runs the close
-handshake. So that its own frames (pong, ping, close) cannot cut into ours, the Wire puts
-itself between trio-websocket and the TCP stream: it replaces the connection's private
-``_stream`` with a stream whose ``send_all`` queues behind what is pending here. This is the
+handshake. So that its own frames (pong, close) cannot cut into ours, the Wire puts itself
+between trio-websocket and the TCP stream: it replaces the connection's private ``_stream``
+with a stream whose ``send_all`` queues behind what is pending here, and whose
+``receive_some`` tells the connection that the peer is alive (``on_received``: how the idle
+timeout sees pongs, which trio-websocket reports only to a task waiting on that ping). This is the
 one place rt leans on trio-websocket's internals; pyproject.toml pins the version and
 tests/rt/test_wire.py fails loudly if an upgrade moves them.
 
@@ -58,6 +60,9 @@ class Wire:
         self.idle = self._socket is not None
         #: Called (synchronously) when bytes are left pending: the writer should ``flush``.
         self.on_backlog: Callable[[], None] | None = None
+        #: Called (synchronously) whenever bytes arrive from the peer, a pong included: the
+        #: proof of life the idle timeout wants, seen without a task waiting for a pong.
+        self.on_received: Callable[[], None] | None = None
         ws._stream = _WireStream(self, stream)
 
     @property
@@ -146,7 +151,10 @@ class _WireStream(trio.abc.HalfCloseableStream):
         await self._wire.flush()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        return await self._stream.receive_some(max_bytes)
+        data = await self._stream.receive_some(max_bytes)
+        if data and self._wire.on_received is not None:
+            self._wire.on_received()
+        return data
 
     async def send_eof(self) -> None:
         if isinstance(self._stream, trio.abc.HalfCloseableStream):
