@@ -20,6 +20,7 @@ from ._lifecycle import Exit, ExitReason, current_actor_path
 from ._mailbox import Mailbox, MailboxStatistics, Overflow
 from ._registry import Down, Monitor, Registry
 from ._supervisor import (
+    AdoptChild,
     ChildSpec,
     Restart,
     StartChild,
@@ -36,6 +37,7 @@ __all__ = [
     "ActorRef",
     "ActorState",
     "ActorSystem",
+    "AdoptChild",
     "AskFailed",
     "AskTimeout",
     "ChildSpec",

@@ -65,34 +65,39 @@ async def live(
             task_status.started(cell.ref)
 
     cell.ready = ready
-    _current_actor.set(cell.path or "/")  # this task is the actor's own (see _run_child)
-    cell.system.faults.attach(cell)
-    result = Exit(ExitReason.NORMAL)
+    # The task is the actor's own (see _run_child), or for an adopted child the asker's for
+    # the actor's life: either way the actor's path while it lives, the task's before and after.
+    token = _current_actor.set(cell.path or "/")
     try:
-        with scope:
-            await cell.actor.on_start()
-            if cell.state is ActorState.STARTING:
-                cell.state = ActorState.RUNNING
-            if not cell.actor.defer_started:
-                ready()
-            await cell.actor.run()
-    except Exception as exc:
-        if not announced:
-            _end(cell, Exit(ExitReason.CRASH, exc))
+        cell.system.faults.attach(cell)
+        result = Exit(ExitReason.NORMAL)
+        try:
+            with scope:
+                await cell.actor.on_start()
+                if cell.state is ActorState.STARTING:
+                    cell.state = ActorState.RUNNING
+                if not cell.actor.defer_started:
+                    ready()
+                await cell.actor.run()
+        except Exception as exc:
+            if not announced:
+                _end(cell, Exit(ExitReason.CRASH, exc))
+                raise
+            result = Exit(ExitReason.CRASH, exc)
+        except BaseException:
+            _end(cell, Exit(ExitReason.SHUTDOWN))
             raise
-        result = Exit(ExitReason.CRASH, exc)
-    except BaseException:
-        _end(cell, Exit(ExitReason.SHUTDOWN))
-        raise
-    else:
-        if scope.cancelled_caught or cell.stop_requested.is_set():
-            result = Exit(ExitReason.SHUTDOWN)
-        elif not announced:
-            error = RuntimeError(f"{cell.path or '/'} returned before it started")
-            _end(cell, Exit(ExitReason.CRASH, error))
-            raise error
-    _end(cell, result)
-    return result
+        else:
+            if scope.cancelled_caught or cell.stop_requested.is_set():
+                result = Exit(ExitReason.SHUTDOWN)
+            elif not announced:
+                error = RuntimeError(f"{cell.path or '/'} returned before it started")
+                _end(cell, Exit(ExitReason.CRASH, error))
+                raise error
+        _end(cell, result)
+        return result
+    finally:
+        _current_actor.reset(token)
 
 
 def _end(cell: Cell, result: Exit) -> None:

@@ -11,6 +11,12 @@ start in order and stop in reverse order; stopping is graceful (close the mailbo
 to the child's shutdown timeout), then cancels. All decisions happen in the supervisor's own
 task, so its state is never touched concurrently.
 
+A temporary child may also run in the task of whoever asked for it (``AdoptChild``, used by
+``ActorSystem.run_here``): the actor that serves one socket runs in the task that holds the
+socket, instead of in a task of its own. It is a child like the others (in the tree, stopped
+with its siblings, its crash logged here) except that its task is not in this nursery, so
+the supervisor cancels its scope when it ends, however it ends.
+
 A child that fails to start again during a restart counts as another crash of that child, so
 the intensity bounds the retries. A bad request (StartChild with a name in use, StopChild of
 an unknown name, a new child whose start fails) fails the request, not the supervisor. A
@@ -23,7 +29,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
@@ -35,6 +41,7 @@ from ._errors import NameTaken, NoSuchChild, SupervisorGaveUp
 from ._lifecycle import Exit, ExitReason, live
 
 __all__ = [
+    "AdoptChild",
     "ChildSpec",
     "Restart",
     "StartChild",
@@ -88,6 +95,14 @@ class StartChild:
 
 
 @dataclass(frozen=True)
+class AdoptChild:
+    """Ask a supervisor to take on a temporary child that the asker will run in its own task;
+    the reply is the coroutine function to await, which runs the child until it ends."""
+
+    spec: ChildSpec
+
+
+@dataclass(frozen=True)
 class StopChild:
     """Ask a supervisor to stop a child gracefully and forget it; the reply is None."""
 
@@ -109,10 +124,20 @@ class _ChildEnded:
 class _Child:
     """The supervisor's slot for one child, which outlives the child's incarnations."""
 
-    __slots__ = ("cell", "last_error", "restarting", "restarts", "scope", "spec", "stopping")
+    __slots__ = (
+        "adopted",
+        "cell",
+        "last_error",
+        "restarting",
+        "restarts",
+        "scope",
+        "spec",
+        "stopping",
+    )
 
-    def __init__(self, spec: ChildSpec) -> None:
+    def __init__(self, spec: ChildSpec, *, adopted: bool = False) -> None:
         self.spec = spec
+        self.adopted = adopted  # runs in the task of whoever asked for it
         self.cell: Cell | None = None
         self.scope = trio.CancelScope()
         self.restarts = 0
@@ -160,27 +185,34 @@ class Supervisor(Actor):
 
     async def run(self) -> None:
         failure: Exception | None = None
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            try:
-                for spec in self._initial:
-                    await self._add(spec)
-                self.started()
-                async for message in self.mailbox:
-                    if type(message) is _ChildEnded:
-                        await self._child_ended(message)
-                    else:
-                        await self.dispatch(message)
-            except Exception as exc:
-                # Raised after the nursery, so that it is not wrapped in an ExceptionGroup.
-                failure = exc
-            await self._stop_many(reversed(self._children.values()))
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                try:
+                    for spec in self._initial:
+                        await self._add(spec)
+                    self.started()
+                    async for message in self.mailbox:
+                        if type(message) is _ChildEnded:
+                            await self._child_ended(message)
+                        else:
+                            await self.dispatch(message)
+                except Exception as exc:
+                    # Raised after the nursery, so that it is not wrapped in an ExceptionGroup.
+                    failure = exc
+                await self._stop_many(reversed(self._children.values()))
+        finally:
+            # Adopted children run outside the nursery: whatever ends this supervisor (even
+            # a cancellation that skipped the graceful stop above) ends them too.
+            for child in self._children.values():
+                if child.adopted:
+                    child.scope.cancel()
         if failure is not None:
             raise failure
 
     async def dispatch(self, message: Any) -> None:
         body = message.body if type(message) is Request else message
-        if not isinstance(body, (StartChild, StopChild, WhichChildren)):
+        if not isinstance(body, (StartChild, AdoptChild, StopChild, WhichChildren)):
             await super().dispatch(message)
             return
         try:
@@ -198,6 +230,8 @@ class Supervisor(Actor):
     async def receive(self, message: Any) -> Any:
         if isinstance(message, StartChild):
             return await self._add(message.spec)
+        if isinstance(message, AdoptChild):
+            return self._adopt(message.spec)
         if isinstance(message, StopChild):
             child = self._find(message.name)
             await self._stop(child)
@@ -226,6 +260,19 @@ class Supervisor(Actor):
         self._children[spec.name] = child
         return ref
 
+    def _adopt(self, spec: ChildSpec) -> Callable[[], Awaitable[None]]:
+        if spec.restart is not Restart.TEMPORARY:
+            raise ValueError(
+                f"{spec.name!r}: only a temporary child can run in its asker's task "
+                f"(its restart is {spec.restart.value})"
+            )
+        if spec.name in self._children:
+            raise NameTaken(f"{self.path or '/'} already has a child named {spec.name!r}")
+        child = _Child(spec, adopted=True)
+        cell = self._new_cell(child)
+        self._children[spec.name] = child
+        return lambda: self._run_adopted(child, cell)
+
     def _has(self, child: _Child) -> bool:
         return self._children.get(child.spec.name) is child
 
@@ -233,13 +280,17 @@ class Supervisor(Actor):
         if self._has(child):
             del self._children[child.spec.name]
 
-    async def _start(self, child: _Child) -> ActorRef:
-        assert self._nursery is not None
+    def _new_cell(self, child: _Child) -> Cell:
         path = f"{self.path}/{child.spec.name}" if self.path else child.spec.name
         cell = Cell(child.spec.factory(), name=child.spec.name, path=path, system=self.system)
         child.cell = cell
         child.scope = trio.CancelScope()
         child.restarting = False
+        return cell
+
+    async def _start(self, child: _Child) -> ActorRef:
+        assert self._nursery is not None
+        cell = self._new_cell(child)
         return cast(ActorRef, await self._nursery.start(self._run_child, child, cell))
 
     async def _run_child(
@@ -249,6 +300,19 @@ class Supervisor(Actor):
         if not child.stopping:
             # A control notice: bounded by the number of children, so it may pass capacity.
             self.mailbox.put_control(_ChildEnded(child, cell, result))
+
+    async def _run_adopted(self, child: _Child, cell: Cell) -> None:
+        """An adopted child's life, in the asker's task. A failure to start (or the asker's
+        cancellation) is raised to the asker; either way this supervisor forgets the child."""
+        result = Exit(ExitReason.SHUTDOWN)
+        try:
+            result = await live(cell, child.scope)
+        except Exception as exc:
+            result = Exit(ExitReason.CRASH, exc)
+            raise
+        finally:
+            if not child.stopping:
+                self.mailbox.put_control(_ChildEnded(child, cell, result))
 
     async def _stop(self, child: _Child) -> None:
         """Stop gracefully, then cancel after the child's shutdown timeout."""

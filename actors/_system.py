@@ -13,7 +13,15 @@ from ._errors import AskFailed, NameTaken, NoSuchChild
 from ._faults import FaultPlan
 from ._lifecycle import ExitReason, live
 from ._registry import Monitor, Notify, Registry
-from ._supervisor import Backoff, ChildSpec, StartChild, StopChild, Strategy, Supervisor
+from ._supervisor import (
+    AdoptChild,
+    Backoff,
+    ChildSpec,
+    StartChild,
+    StopChild,
+    Strategy,
+    Supervisor,
+)
 
 __all__ = ["ActorSystem", "open_system"]
 
@@ -55,6 +63,26 @@ class ActorSystem:
             if isinstance(exc.__cause__, NameTaken):
                 raise exc.__cause__ from None
             raise
+
+    async def run_here(self, spec: ChildSpec, *, under: str = "", timeout_s: float = 5.0) -> None:
+        """Run a temporary child under the supervisor at ``under``, in the calling task, until
+        it ends.
+
+        For an actor whose life belongs to the caller's task (the one serving a socket, in
+        the task that holds the socket): it costs no task of its own, yet it is in the tree,
+        stopped with its siblings, and its crash is logged by its supervisor, not raised
+        here. Only ``Restart.TEMPORARY`` (nothing can restart a task that is not the
+        supervisor's). Raises as ``spawn`` does when the supervisor cannot take it, and the
+        actor's own error if it fails before it has started.
+        """
+        parent = self._supervisor(under)
+        try:
+            run = await parent.ask(AdoptChild(spec), timeout_s=timeout_s)
+        except AskFailed as exc:
+            if isinstance(exc.__cause__, (NameTaken, ValueError)):
+                raise exc.__cause__ from None
+            raise
+        await run()
 
     async def stop(self, path: str, *, timeout_s: float = 30.0) -> None:
         """Stop the child at ``path`` gracefully through its supervisor; it is not restarted.

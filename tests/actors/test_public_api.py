@@ -17,6 +17,7 @@ PUBLIC = [
     "ActorRef",
     "ActorState",
     "ActorSystem",
+    "AdoptChild",
     "AskFailed",
     "AskTimeout",
     "ChildSpec",

@@ -1,0 +1,198 @@
+"""ActorSystem.run_here: a temporary child that runs in the task of whoever asked for it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import trio
+
+from actors import (
+    Actor,
+    ActorSystem,
+    ChildSpec,
+    NameTaken,
+    Restart,
+    Supervisor,
+    WhichChildren,
+    current_actor_path,
+    open_system,
+)
+
+from ._support import GUARD_S, Journal, Stubborn, Worker
+
+
+def temporary(name: str, make: Callable[[], Actor]) -> ChildSpec:
+    return ChildSpec(name, make, restart=Restart.TEMPORARY)
+
+
+async def children(system: ActorSystem, under: str) -> list[str]:
+    parent = system.lookup(under)
+    assert parent is not None
+    return [name for name, _ in await parent.ask(WhichChildren())]
+
+
+class Recorder(Worker):
+    """Journals the path that its task's logs would carry, and the task it runs in."""
+
+    async def run(self) -> None:
+        self.journal.add("path", f"{current_actor_path()}")
+        self.journal.add("task", f"{id(trio.lowlevel.current_task())}")
+        await super().run()
+
+
+async def test_the_child_runs_in_the_callers_task_and_is_a_child_while_it_lives(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    journal = Journal()
+    async with open_system([ChildSpec("conns", lambda: Supervisor())]) as system:
+        caller_task: list[str] = []
+
+        async def serve() -> None:
+            caller_task.append(f"{id(trio.lowlevel.current_task())}")
+            await system.run_here(temporary("c1", lambda: Recorder(journal)), under="conns")
+            journal.add("returned", f"{current_actor_path()}")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(serve)
+            await journal.wait_for("path", "conns/c1")
+            assert await children(system, "conns") == ["c1"]
+            assert system.tree()["children"][0]["children"][0]["path"] == "conns/c1"
+            ref = system.lookup("conns/c1")
+            assert ref is not None
+            assert await ref.ask("hello") == "hello"
+            ref.tell_nowait("exit")
+        assert journal.events("task") == [("task", caller_task[0])]
+        # The task's own context again once the actor is gone; the supervisor forgot it.
+        assert journal.events("returned") == [("returned", "None")]
+        assert await children(system, "conns") == []
+        assert system.lookup("conns/c1") is None
+
+
+async def test_a_crash_is_logged_by_the_supervisor_not_raised_and_not_restarted(
+    autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    journal = Journal()
+    async with open_system([ChildSpec("conns", lambda: Supervisor())]) as system:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(
+                lambda: system.run_here(temporary("c1", lambda: Worker(journal)), under="conns")
+            )
+            await journal.wait_for("start", "conns/c1")
+            ref = system.lookup("conns/c1")
+            assert ref is not None
+            ref.tell_nowait("crash")
+        await trio.testing.wait_all_tasks_blocked()
+        assert await children(system, "conns") == []
+    assert journal.count("start", "conns/c1") == 1
+    assert "conns/c1 crashed: ValueError" in caplog.text
+
+
+async def test_only_a_temporary_child_with_a_free_name_can_run_here(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    journal = Journal()
+    async with open_system([ChildSpec("conns", lambda: Supervisor())]) as system:
+        permanent = ChildSpec("p", lambda: Worker(journal))
+        with pytest.raises(ValueError, match="only a temporary child"):
+            await system.run_here(permanent, under="conns")
+        await system.spawn(ChildSpec("taken", lambda: Worker(journal)), under="conns")
+        with pytest.raises(NameTaken):
+            await system.run_here(temporary("taken", lambda: Worker(journal)), under="conns")
+        with pytest.raises(LookupError):
+            await system.run_here(temporary("x", lambda: Worker(journal)), under="nowhere")
+        assert await children(system, "conns") == ["taken"]
+
+
+async def test_a_failure_to_start_is_raised_to_the_caller_and_the_child_forgotten(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    class BadStart(Worker):
+        async def on_start(self) -> None:
+            raise OSError("no socket today")
+
+    journal = Journal()
+    async with open_system([ChildSpec("conns", lambda: Supervisor())]) as system:
+        with pytest.raises(OSError, match="no socket today"):
+            await system.run_here(temporary("c1", lambda: BadStart(journal)), under="conns")
+        await trio.testing.wait_all_tasks_blocked()
+        assert await children(system, "conns") == []
+        # The name is free again.
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(
+                lambda: system.run_here(temporary("c1", lambda: Worker(journal)), under="conns")
+            )
+            await journal.wait_for("start", "conns/c1")
+            nursery.cancel_scope.cancel()
+
+
+async def test_stopping_the_supervisor_stops_the_child_gracefully_and_the_call_returns(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    journal = Journal()
+    async with open_system([ChildSpec("conns", lambda: Supervisor())]) as system:
+        async with trio.open_nursery() as nursery:
+
+            async def serve() -> None:
+                await system.run_here(temporary("c1", lambda: Worker(journal)), under="conns")
+                journal.add("returned", "caller")
+
+            nursery.start_soon(serve)
+            await journal.wait_for("start", "conns/c1")
+            await system.stop("conns")
+            await journal.wait_for("returned", "caller")
+    assert journal.events("stop", "returned") == [("stop", "conns/c1"), ("returned", "caller")]
+
+
+async def test_a_child_that_ignores_the_stop_is_cancelled_in_the_callers_task(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    journal = Journal()
+    spec = ChildSpec(
+        "c1", lambda: Stubborn(journal), restart=Restart.TEMPORARY, shutdown_timeout_s=3
+    )
+    async with open_system([ChildSpec("conns", lambda: Supervisor())]) as system:
+        async with trio.open_nursery() as nursery:
+
+            async def serve() -> None:
+                await system.run_here(spec, under="conns")
+                journal.add("returned", "caller")
+
+            nursery.start_soon(serve)
+            await journal.wait_for("start", "conns/c1")
+            started = trio.current_time()
+            with trio.fail_after(GUARD_S):
+                await system.stop("conns")
+            assert trio.current_time() - started == 3  # its shutdown timeout, then cancel
+            # Cancelled by its own scope, inside the call: to the caller it simply returned.
+            await journal.wait_for("returned", "caller")
+    assert journal.events("cancelled", "returned") == [
+        ("cancelled", "conns/c1"),
+        ("returned", "caller"),
+    ]
+
+
+async def test_a_supervisor_cancelled_mid_stop_still_ends_the_child_in_the_callers_task(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    journal = Journal()
+    # The child would wait 100 s for a graceful end, but its supervisor gets only 1 s: when
+    # the supervisor is cancelled, the child (whose task is not in its nursery) must go too.
+    child = ChildSpec(
+        "c1", lambda: Stubborn(journal), restart=Restart.TEMPORARY, shutdown_timeout_s=100
+    )
+    conns = ChildSpec("conns", lambda: Supervisor(), shutdown_timeout_s=1)
+    async with open_system([conns]) as system:
+        async with trio.open_nursery() as nursery:
+
+            async def serve() -> None:
+                await system.run_here(child, under="conns")
+                journal.add("returned", "caller")
+
+            nursery.start_soon(serve)
+            await journal.wait_for("start", "conns/c1")
+            started = trio.current_time()
+            await system.stop("conns")
+            await journal.wait_for("returned", "caller")
+            assert trio.current_time() - started == 1
+    assert journal.events("cancelled") == [("cancelled", "conns/c1")]
