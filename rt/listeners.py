@@ -13,7 +13,7 @@ from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 from trio_websocket import WebSocketConnection, WebSocketRequest, serve_websocket
 
-from actors import Actor, AskFailed, AskTimeout, ChildSpec, Restart
+from actors import Actor, ChildSpec, Restart
 
 from .auth import AuthError, TokenVerifier
 from .connection import CLOSE_GOING_AWAY, Connection
@@ -154,27 +154,26 @@ class WebSocketListener(Actor):
         await self._serve_under_conns(ws, spec, "publisher")
 
     async def _serve_under_conns(self, ws: WebSocketConnection, spec: ChildSpec, what: str) -> None:
-        """Start the actor that serves ``ws`` under ``conns`` and hold the socket until it
-        ends (trio-websocket closes the socket when this handler returns)."""
+        """Run the actor that serves ``ws`` under ``conns``, in this task (the one that holds
+        the socket: trio-websocket closes it when this handler returns), until it ends."""
+        ended = False
         try:
-            actor = await self.system.spawn(
+            await self.system.run_here(
                 spec, under="conns", timeout_s=self.server.settings.connection_start_timeout_s
             )
-        except (AskTimeout, AskFailed) as exc:
+            ended = True
+        except Exception as exc:  # AskTimeout, AskFailed, or the actor failing to start
             # Overloaded (or the conns supervisor is restarting): refuse this client, and only
-            # it; an error escaping here would take the whole listener down.
+            # it; an error escaping here would take the whole listener down. (Once started,
+            # the actor's crash is its supervisor's to log, and is not raised here.)
             log.warning("%s: could not start %s %s: %s", self.path, what, spec.name, exc)
             with trio.move_on_after(1) as cleanup:
                 cleanup.shield = True
                 await ws.aclose(CLOSE_TRY_AGAIN_LATER, "TRY_AGAIN_LATER")
-            return
-        ended = trio.Event()
-        try:
-            self.system.monitor(actor.path, lambda _down: ended.set())
-            await ended.wait()
+            ended = True
         finally:
-            # The listener is going away (or the spawn failed): say so before the socket goes.
-            if not ended.is_set():
+            # The listener is going away, and the actor with it: say so before the socket goes.
+            if not ended:
                 with trio.move_on_after(1) as cleanup:
                     cleanup.shield = True
                     await ws.aclose(CLOSE_GOING_AWAY, "server shutting down")
