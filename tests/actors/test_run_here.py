@@ -32,6 +32,27 @@ async def children(system: ActorSystem, under: str) -> list[str]:
     return [name for name, _ in await parent.ask(WhichChildren())]
 
 
+async def serve_then_note(system: ActorSystem, spec: ChildSpec, journal: Journal) -> None:
+    """What a socket's handler does: run the child here, then go on (journals "returned")."""
+    await system.run_here(spec, under="conns")
+    journal.add("returned", "caller")
+
+
+async def stop_conns_with_c1_running(
+    system: ActorSystem, spec: ChildSpec, journal: Journal
+) -> float:
+    """Run ``spec`` as conns/c1 in a task of its own, stop conns, wait for that task to go
+    on; return the virtual seconds the stop took."""
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(serve_then_note, system, spec, journal)
+        await journal.wait_for("start", "conns/c1")
+        started = trio.current_time()
+        with trio.fail_after(GUARD_S):
+            await system.stop("conns")
+        await journal.wait_for("returned", "caller")
+        return trio.current_time() - started
+
+
 class Recorder(Worker):
     """Journals the path that its task's logs would carry, and the task it runs in."""
 
@@ -131,16 +152,8 @@ async def test_stopping_the_supervisor_stops_the_child_gracefully_and_the_call_r
 ) -> None:
     journal = Journal()
     async with open_system([ChildSpec("conns", lambda: Supervisor())]) as system:
-        async with trio.open_nursery() as nursery:
-
-            async def serve() -> None:
-                await system.run_here(temporary("c1", lambda: Worker(journal)), under="conns")
-                journal.add("returned", "caller")
-
-            nursery.start_soon(serve)
-            await journal.wait_for("start", "conns/c1")
-            await system.stop("conns")
-            await journal.wait_for("returned", "caller")
+        spec = temporary("c1", lambda: Worker(journal))
+        assert await stop_conns_with_c1_running(system, spec, journal) == 0
     assert journal.events("stop", "returned") == [("stop", "conns/c1"), ("returned", "caller")]
 
 
@@ -152,20 +165,9 @@ async def test_a_child_that_ignores_the_stop_is_cancelled_in_the_callers_task(
         "c1", lambda: Stubborn(journal), restart=Restart.TEMPORARY, shutdown_timeout_s=3
     )
     async with open_system([ChildSpec("conns", lambda: Supervisor())]) as system:
-        async with trio.open_nursery() as nursery:
-
-            async def serve() -> None:
-                await system.run_here(spec, under="conns")
-                journal.add("returned", "caller")
-
-            nursery.start_soon(serve)
-            await journal.wait_for("start", "conns/c1")
-            started = trio.current_time()
-            with trio.fail_after(GUARD_S):
-                await system.stop("conns")
-            assert trio.current_time() - started == 3  # its shutdown timeout, then cancel
-            # Cancelled by its own scope, inside the call: to the caller it simply returned.
-            await journal.wait_for("returned", "caller")
+        # Its shutdown timeout, then cancelled by its own scope, inside the call: to the
+        # caller the call simply returned.
+        assert await stop_conns_with_c1_running(system, spec, journal) == 3
     assert journal.events("cancelled", "returned") == [
         ("cancelled", "conns/c1"),
         ("returned", "caller"),
@@ -183,16 +185,5 @@ async def test_a_supervisor_cancelled_mid_stop_still_ends_the_child_in_the_calle
     )
     conns = ChildSpec("conns", lambda: Supervisor(), shutdown_timeout_s=1)
     async with open_system([conns]) as system:
-        async with trio.open_nursery() as nursery:
-
-            async def serve() -> None:
-                await system.run_here(child, under="conns")
-                journal.add("returned", "caller")
-
-            nursery.start_soon(serve)
-            await journal.wait_for("start", "conns/c1")
-            started = trio.current_time()
-            await system.stop("conns")
-            await journal.wait_for("returned", "caller")
-            assert trio.current_time() - started == 1
+        assert await stop_conns_with_c1_running(system, child, journal) == 1
     assert journal.events("cancelled") == [("cancelled", "conns/c1")]
