@@ -6,7 +6,8 @@ and the close.
   ``ping_interval_s``, on schedule whether or not earlier pings were answered, and closes with
   4000 once nothing at all (no frame, no pong) has arrived for ``idle_timeout_s``. The Wire
   reports every byte received (``on_received``), so no task waits for a pong: an idle
-  connection costs one task of its own.
+  connection costs one task of its own. A frame being handled is never cut short by a ping
+  falling due; a handling that waits (a join to a busy room) delays the ping instead.
 - Bytes the socket did not take at once wait in the Wire; a writer task starts on demand
   (``_backlog``), finishes them and ends. A socket that takes nothing for ``write_deadline_s``
   is closed with 4001. Connection's writer also drains its outbox (``_drain``).
