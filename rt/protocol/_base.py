@@ -9,9 +9,11 @@ executes them; nothing here touches a socket, a clock or an actor.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
+from ..jsontext import show
 from ..model import Json, Update
 
 
@@ -23,6 +25,24 @@ class ProtocolError(Exception):
         self.code = code
         self.message = message
         self.close_code = close_code
+
+
+def parse_message(text: str, *, bad_json: str, bad_message: str) -> dict[str, Any]:
+    """A client's text message as a JSON object with a string ``type``; otherwise a
+    ProtocolError with the dialect's code for text that is not JSON, or for the rest."""
+    try:
+        message = json.loads(text)
+    except ValueError as exc:
+        raise ProtocolError(bad_json, f"message is not valid JSON: {exc}") from None
+    if not isinstance(message, dict):
+        raise ProtocolError(bad_message, f"expected a JSON object, got {show(message)}")
+    if "type" not in message:
+        raise ProtocolError(bad_message, "missing field: type")
+    if not isinstance(message["type"], str):
+        raise ProtocolError(
+            bad_message, f"expected type to be a string, got {show(message['type'])}"
+        )
+    return message
 
 
 # -- what a session asks the connection to do ----------------------------------------------

@@ -12,14 +12,13 @@ as a JSON number when it is an integer, else as a string. Its topic is ``market:
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..jsontext import dumps, show
 from ..model import Json, Update
-from ._base import Action, Join, Leave, ProtocolError, Send
+from ._base import Action, Join, Leave, ProtocolError, Send, parse_message
 
 __all__ = [
     "CODEC",
@@ -218,19 +217,7 @@ class KMarketSession:
 
     @staticmethod
     def _parse(text: str) -> dict[str, Any]:
-        try:
-            message = json.loads(text)
-        except ValueError as exc:
-            raise ProtocolError(INVALID_JSON, f"message is not valid JSON: {exc}") from None
-        if not isinstance(message, dict):
-            raise ProtocolError(INVALID_MESSAGE, f"expected a JSON object, got {show(message)}")
-        if "type" not in message:
-            raise ProtocolError(INVALID_MESSAGE, "missing field: type")
-        if not isinstance(message["type"], str):
-            raise ProtocolError(
-                INVALID_MESSAGE, f"expected type to be a string, got {show(message['type'])}"
-            )
-        return message
+        return parse_message(text, bad_json=INVALID_JSON, bad_message=INVALID_MESSAGE)
 
     @staticmethod
     def _markets(message: dict[str, Any]) -> list[str]:

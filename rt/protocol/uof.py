@@ -13,14 +13,22 @@ The user's private stream is the topic ``user:<userId>``; each update there is a
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from typing import Any
 
 from ..jsontext import dumps, show
 from ..model import USER_PREFIX, Json, Update, user_topic
-from ._base import FROM_LAST_DELIVERED, Action, Join, Leave, ProtocolError, Send, Submit
+from ._base import (
+    FROM_LAST_DELIVERED,
+    Action,
+    Join,
+    Leave,
+    ProtocolError,
+    Send,
+    Submit,
+    parse_message,
+)
 
 __all__ = ["CODEC", "UofCodec", "UofSession", "event_topic", "user_topic"]
 
@@ -239,20 +247,7 @@ class UofSession:
 
     @staticmethod
     def _parse(text: str) -> dict[str, Any]:
-        try:
-            message = json.loads(text)
-        except ValueError as exc:
-            raise ProtocolError(INVALID_JSON, f"message is not valid JSON: {exc}") from None
-        if not isinstance(message, dict):
-            raise ProtocolError(INVALID_MESSAGE, f"expected a JSON object, got {show(message)}")
-        if not isinstance(message.get("type"), str):
-            raise ProtocolError(
-                INVALID_MESSAGE,
-                f"expected type to be a string, got {show(message.get('type'))}"
-                if "type" in message
-                else "missing field: type",
-            )
-        return message
+        return parse_message(text, bad_json=INVALID_JSON, bad_message=INVALID_MESSAGE)
 
     @staticmethod
     def _payload(message: dict[str, Any]) -> dict[str, Any]:
