@@ -252,9 +252,12 @@ class Supervisor(Actor):
             return child
         raise NoSuchChild(f"{self.path or '/'} has no child named {name!r}")
 
+    def _check_free(self, name: str) -> None:
+        if name in self._children:
+            raise NameTaken(f"{self.path or '/'} already has a child named {name!r}")
+
     async def _add(self, spec: ChildSpec) -> ActorRef:
-        if spec.name in self._children:
-            raise NameTaken(f"{self.path or '/'} already has a child named {spec.name!r}")
+        self._check_free(spec.name)
         child = _Child(spec)
         ref = await self._start(child)
         self._children[spec.name] = child
@@ -266,8 +269,7 @@ class Supervisor(Actor):
                 f"{spec.name!r}: only a temporary child can run in its asker's task "
                 f"(its restart is {spec.restart.value})"
             )
-        if spec.name in self._children:
-            raise NameTaken(f"{self.path or '/'} already has a child named {spec.name!r}")
+        self._check_free(spec.name)
         child = _Child(spec, adopted=True)
         cell = self._new_cell(child)
         self._children[spec.name] = child
