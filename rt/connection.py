@@ -15,7 +15,6 @@ far: the listener refuses the handshake with HTTP 401.
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import trio
@@ -44,8 +43,6 @@ from .stats import ConnectionStats
 
 if TYPE_CHECKING:
     from .desk import DeskClient
-
-log = logging.getLogger(__name__)
 
 __all__ = [
     "CLOSE_GOING_AWAY",

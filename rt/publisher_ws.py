@@ -22,7 +22,6 @@ away, 1009 frame too big, 4000 nothing received (not even a pong) for ``idle_tim
 from __future__ import annotations
 
 import json
-import logging
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import trio
@@ -55,8 +54,6 @@ __all__ = [
     "encode_error",
     "encode_published",
 ]
-
-log = logging.getLogger(__name__)
 
 PUBLISH_PATH = "/ws/publish"
 

@@ -137,15 +137,18 @@ class SocketActor(Actor, ABC):
         except ConnectionClosed:
             return
 
+    def _log(self) -> logging.Logger:
+        """The subclass's module logger (rt.connection, rt.publisher_ws): who closed it."""
+        return logging.getLogger(type(self).__module__)
+
     def _idle_timeout(self, idle_s: float) -> None:
         self.on_idle_timeout()
-        # Logged as the subclass's module (rt.connection, rt.publisher_ws): who closed it.
-        log = logging.getLogger(type(self).__module__)
-        log.info("%s: no frame for %.0f s, closing", self.path, idle_s)
+        self._log().info("%s: no frame for %.0f s, closing", self.path, idle_s)
         self._end(CLOSE_HEARTBEAT_TIMEOUT, "HEARTBEAT_TIMEOUT")
 
     def _ping(self) -> None:
         self.wire.write(PING_FRAME)
+        # The Wire says only when the socket first refuses bytes; these may wait behind others.
         if self.wire.pending:
             self._backlog()
 
@@ -175,7 +178,8 @@ class SocketActor(Actor, ABC):
         deadline_s = self.settings.write_deadline_s
         if await self.wire.flush(deadline_s):
             return True
-        log = logging.getLogger(type(self).__module__)
-        log.info("%s: socket unwritable for %.0f s, closing as slow", self.path, deadline_s)
+        self._log().info(
+            "%s: socket unwritable for %.0f s, closing as slow", self.path, deadline_s
+        )
         self._end(CLOSE_SLOW_CONSUMER, "SLOW_CONSUMER")
         return False

@@ -58,7 +58,9 @@ class Wire:
         #: Nothing is pending and the socket can be written now: ``write`` goes straight out.
         #: A plain attribute, read once per message per client by the outbox.
         self.idle = self._socket is not None
-        #: Called (synchronously) when bytes are left pending: the writer should ``flush``.
+        #: Called (synchronously) when a write first leaves bytes pending (the socket refused
+        #: some): the writer should ``flush``. Not again while they wait, and never for a
+        #: stream without a socket, whose bytes always wait: whoever writes then says so.
         self.on_backlog: Callable[[], None] | None = None
         #: Called (synchronously) whenever bytes arrive from the peer, a pong included: the
         #: proof of life the idle timeout wants, seen without a task waiting for a pong.
