@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from .auth import AuthError, bearer_token, is_admin_token, issue_token, verify_token
 from .debug import create_debug_router
+from .dialects import DIALECTS
 from .metrics import metrics_router, totals
 from .model import HistoryGone
 from .ops import ops_router
@@ -276,4 +277,7 @@ def create_app(server: Server) -> FastAPI:
     app.include_router(create_debug_router(server))
     app.include_router(metrics_router(server))
     app.include_router(ops_router(server))
+    for dialect in DIALECTS:
+        if dialect.routes is not None:
+            app.include_router(dialect.routes(server))
     return app

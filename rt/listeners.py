@@ -15,9 +15,9 @@ from trio_websocket import WebSocketConnection, WebSocketRequest, serve_websocke
 
 from actors import Actor, ChildSpec, Restart
 
-from .auth import AuthError, TokenVerifier
+from .auth import AuthError, Claims, TokenVerifier
 from .connection import CLOSE_GOING_AWAY, Connection
-from .dialects import BY_PATH, SessionContext
+from .dialects import SessionContext, anonymous_claims, match
 from .publisher_ws import PUBLISH_PATH, PublisherSession, admin_token_matches
 
 if TYPE_CHECKING:
@@ -71,23 +71,26 @@ class WebSocketListener(Actor):
         if path == PUBLISH_PATH:
             await self._handle_publisher(request, query)
             return
-        dialect = BY_PATH.get(path)
-        if dialect is None:
+        found = match(path)
+        if found is None:
             await _reject(request, 404, "NOT_FOUND", f"no WebSocket endpoint at {path}")
             return
-        params = parse_qs(query)
-        token = params.get("token", [""])[0]
+        dialect, path_params = found
+        query_params = {name: values[0] for name, values in parse_qs(query).items()}
+        token = query_params.get("token", "")
         settings = self.server.settings
-        if not token:
+        if dialect.auth == "token" and not token:
             await _reject(request, 401, "UNAUTHORIZED", "missing token: connect to ?token=<JWT>")
             return
-        try:
-            claims = self._tokens.verify(token)
-        except AuthError as exc:
-            await _reject(request, 401, "UNAUTHORIZED", str(exc))
-            return
-        if dialect.user_in_query:
-            claimed = params.get("userId", [""])[0]
+        claims: Claims | None = None
+        if token and dialect.auth != "none":
+            try:
+                claims = self._tokens.verify(token)
+            except AuthError as exc:
+                await _reject(request, 401, "UNAUTHORIZED", str(exc))
+                return
+        if dialect.user_in_query and claims is not None:
+            claimed = query_params.get("userId", "")
             if claimed != str(claims.user_id):
                 await _reject(
                     request,
@@ -98,7 +101,12 @@ class WebSocketListener(Actor):
                 return
         ws = await request.accept()
         server = self.server
-        if server.hub.user_connections(claims.user_id) >= settings.max_connections_per_user:
+        self._next_id += 1
+        name = f"c{self._next_id}"
+        authenticated = claims is not None
+        if claims is None:
+            claims = anonymous_claims(name)
+        elif server.hub.user_connections(claims.user_id) >= settings.max_connections_per_user:
             # Accepted first, so that the client can read why (a browser cannot read a
             # refused handshake's body).
             limit = settings.max_connections_per_user
@@ -110,9 +118,16 @@ class WebSocketListener(Actor):
                 await ws.send_message(text)
                 await ws.aclose(1008, "TOO_MANY_CONNECTIONS")
             return
-        self._next_id += 1
-        name = f"c{self._next_id}"
-        session = dialect.new_session(SessionContext(claims, name, settings))
+        user_id = claims.user_id
+        context = SessionContext(
+            claims,
+            name,
+            settings,
+            authenticated=authenticated,
+            path_params=path_params,
+            query=query_params,
+        )
+        session = dialect.new_session(context)
         spec = ChildSpec(
             name,
             lambda: Connection(
@@ -120,7 +135,7 @@ class WebSocketListener(Actor):
                 hub=server.hub,
                 settings=settings,
                 stats=server.stats,
-                user_id=claims.user_id,
+                user_id=user_id,
                 session=session,
                 codec=dialect.codec,
                 desk=server.desk,

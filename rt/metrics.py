@@ -34,7 +34,7 @@ from prometheus_client.core import (
 from actors import ActorState, ActorSystem
 
 from .connection import Connection
-from .dialects import BY_PATH
+from .dialects import DIALECTS
 from .engine import Engine
 from .hub import Hub
 from .stats import LATENCY_BUCKETS_S, ConnectionStats
@@ -114,7 +114,7 @@ def totals(source: MetricsSource) -> Totals:
             coalesced += outbox.coalesced
             resyncs += outbox.resyncs
             duplicates += outbox.duplicates_dropped
-    by_dialect = dict.fromkeys(sorted(d.codec.name for d in BY_PATH.values()), 0)
+    by_dialect = dict.fromkeys(sorted(d.codec.name for d in DIALECTS), 0)
     by_dialect.update(stats.open_by_dialect)
     return Totals(
         connections_open=stats.open,

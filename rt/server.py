@@ -5,6 +5,7 @@
     ├── rooms       supervisor: one MarketRoom per topic with subscribers (transient)
     ├── users       supervisor: one UserRoom per user stream with subscribers (transient)
     ├── desks       supervisor: the ticket desk
+    ├── dialects    supervisor: each dialect's own actors, under dialects/<name>
     ├── conns       supervisor: one Connection per WebSocket (temporary)
     ├── feeds       supervisor: upstream feeds (--feed), and with --demo-feed the KMarket
     │               demo feed and the UOF simulator with its feed (permanent)
@@ -21,6 +22,7 @@ import gc
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any, ClassVar
 
 import trio
@@ -30,6 +32,7 @@ from actors import Actor, ActorSystem, ChildSpec, Strategy, Supervisor, open_sys
 from .auth import MIN_SECRET_BYTES
 from .demo import DemoFeed
 from .desk import DESK_PATH, DeskClient, SimulatedMts, TicketDesk
+from .dialects import DIALECTS
 from .engine import Engine, MemoryEngine, open_engine
 from .feeds import demo_feed_specs, feed_specs
 from .hub import Hub, RoomKeeper
@@ -131,6 +134,7 @@ async def open_server(settings: Settings) -> AsyncIterator[Server]:
         desks, _, desk_name = DESK_PATH.partition("/")
         desk = ChildSpec(desk_name, lambda: TicketDesk(engine, hub.publish, mts))
         await system.spawn(ChildSpec(desks, lambda: Supervisor([desk])))
+        await spawn_dialect_actors(server)
         await system.spawn(
             ChildSpec(
                 "conns",
@@ -160,6 +164,19 @@ async def open_server(settings: Settings) -> AsyncIterator[Server]:
         await system.spawn(ChildSpec("http", lambda: HttpListener(server)))
         await system.spawn(ChildSpec("ws", lambda: WebSocketListener(server)))
         yield server
+
+
+async def spawn_dialect_actors(server: Server) -> None:
+    """The actors of the dialects that have some, under ``dialects/<name>``."""
+    per_dialect = [
+        ChildSpec(d.name, partial(Supervisor, d.children(server)))
+        for d in DIALECTS
+        if d.children is not None
+    ]
+    if per_dialect:
+        await server.system.spawn(
+            ChildSpec("dialects", lambda: Supervisor(per_dialect), shutdown_timeout_s=10.0)
+        )
 
 
 #: The cyclic garbage collector's thresholds for a serving process (CPython's are 700, 10,
