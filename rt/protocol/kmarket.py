@@ -300,10 +300,12 @@ class KMarketSession:
         if "offsets" not in message:
             raise ProtocolError(INVALID_MESSAGE, "missing field: offsets")
         raw = message["offsets"]
-        if not isinstance(raw, dict) or not raw:
+        # An empty object is a valid no-op: the seed's client sends its offsets on every
+        # open, and they start empty.
+        if not isinstance(raw, dict):
             raise ProtocolError(
                 INVALID_MESSAGE,
-                f"expected offsets to be a non-empty object of marketId: lastSeq, got {show(raw)}",
+                f"expected offsets to be an object of marketId: lastSeq, got {show(raw)}",
             )
         positions: dict[str, tuple[int, str | None]] = {}
         for key, value in raw.items():

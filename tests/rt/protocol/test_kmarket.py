@@ -76,6 +76,15 @@ def test_seed_resume() -> None:
     ]
 
 
+def test_seed_client_first_resume_is_empty_and_acknowledged() -> None:
+    """The seed's OddsWSClient sends its offsets on every open, and they start empty."""
+    s = session()
+    s.handle_text('{"type":"subscribe","markets":["1001"]}')
+    actions = s.handle_text('{"type":"resume","offsets":{}}')
+    assert actions == [Send('{"type":"ack","ok":true,"subscribed":[],"resumed":[]}')]
+    assert list(s.subscribed) == ["1001"]  # a no-op: what was subscribed stays
+
+
 def test_seed_ping_echoes_ts() -> None:
     actions = session().handle_text('{ "type": "ping", "ts": 1710001112223 }')
     assert actions == [Send('{"type":"pong","ts":1710001112223}')]
@@ -297,7 +306,7 @@ def test_resume_respects_scope() -> None:
         (
             '{"type":"resume","offsets":[1]}',
             "INVALID_MESSAGE",
-            "expected offsets to be a non-empty object of marketId: lastSeq, got [1]",
+            "expected offsets to be an object of marketId: lastSeq, got [1]",
         ),
         (
             '{"type":"resume","offsets":{"1001":"x"}}',
