@@ -155,12 +155,20 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
+    import logging
+
     from .client import tail
 
-    return trio.run(tail, args.ws, args.http, args.market, args.token, args.user)
+    # stdout is for the stream alone (one JSON object per line); say nothing of each request.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("rt.client").setLevel(logging.WARNING)
+    try:
+        return trio.run(tail, args.ws, args.http, args.market, args.token, args.user)
+    except KeyboardInterrupt:
+        return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rt", description="rt realtime push server")
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
@@ -171,14 +179,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     t.add_argument("--markets", help="comma-separated market ids the token allows")
     t.add_argument("--ttl", type=int, default=600, help="lifetime in seconds (default 600)")
 
-    tl = sub.add_parser("tail", help="print the live stream of a market")
-    tl.add_argument("--market", action="append", required=True, help="market id (repeatable)")
-    tl.add_argument("--ws", default=os.environ.get("RT_WS_URL", "ws://127.0.0.1:8080"))
-    tl.add_argument("--http", default=os.environ.get("RT_HTTP_URL", "http://127.0.0.1:8081"))
-    tl.add_argument("--token", help="a client token (default: ask the server's token route)")
-    tl.add_argument("--user", default="tail")
+    tl = sub.add_parser(
+        "tail",
+        help="print the live stream of a market",
+        description="Print every message of the markets as one JSON object per line on stdout "
+        "(KMarket, /ws/odds), resuming after every drop. Errors and retries go to stderr. "
+        "Exit status: 0 on Ctrl-C, 1 on a delivery-contract violation, 2 when the server "
+        "refuses for good (401, 403).",
+    )
+    tl.add_argument(
+        "--market", action="append", required=True, help="a market id to follow (repeatable)"
+    )
+    tl.add_argument(
+        "--ws",
+        default=os.environ.get("RT_WS_URL", "ws://127.0.0.1:8080"),
+        metavar="URL",
+        help="the server's WebSocket address (RT_WS_URL, default ws://127.0.0.1:8080)",
+    )
+    tl.add_argument(
+        "--http",
+        default=os.environ.get("RT_HTTP_URL", "http://127.0.0.1:8081"),
+        metavar="URL",
+        help="the server's HTTP address, for the token route "
+        "(RT_HTTP_URL, default http://127.0.0.1:8081)",
+    )
+    tl.add_argument(
+        "--token",
+        help="a client token; by default one is asked of the server's token route "
+        "(open with --dev, else it needs RT_ADMIN_TOKEN in the environment)",
+    )
+    tl.add_argument(
+        "--user", default="tail", help="the user id to ask a token for (default: tail)"
+    )
 
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     json_lines = bool(getattr(args, "log_json", None)) or _env_bool(
         os.environ.get("RT_LOG_JSON", "false"), "RT_LOG_JSON"
     )

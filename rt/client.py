@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -19,7 +20,12 @@ from urllib.parse import quote
 
 import tenacity
 import trio
-from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
+from trio_websocket import (
+    ConnectionClosed,
+    ConnectionRejected,
+    HandshakeError,
+    open_websocket_url,
+)
 
 from .mergepatch import apply
 
@@ -30,6 +36,27 @@ TokenSource = str | Callable[[], Awaitable[str]]
 
 class ContractViolation(AssertionError):
     """The server broke the delivery contract (a gap, a duplicate, a step back)."""
+
+
+class Refused(Exception):
+    """The server refused us for good (401, 403 or another 4xx): retrying would not help."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+
+
+def server_message(status: int, body: bytes | None) -> str:
+    """The ``message`` of rt's JSON error body, or the body as text, or the status alone."""
+    text = (body or b"").decode("utf-8", "replace").strip()
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return text or f"HTTP {status}"
+    if isinstance(parsed, dict) and isinstance(parsed.get("message"), str):
+        return str(parsed["message"])
+    return text
 
 
 @dataclass
@@ -57,6 +84,7 @@ class KMarketClient:
         *,
         on_message: Callable[[dict[str, Any]], None] | None = None,
         backoff: Callable[[tenacity.RetryCallState], float] | None = None,
+        on_retry: Callable[[str, float], None] | None = None,
     ) -> None:
         self.ws_url = ws_url.rstrip("/")
         self.token = token
@@ -67,6 +95,8 @@ class KMarketClient:
             Callable[[tenacity.RetryCallState], float],
             tenacity.wait_exponential_jitter(multiplier=0.5, max=5.0, jitter=0.25),
         )
+        #: Told why the connection ended and how long until the next attempt.
+        self.on_retry = on_retry
         self.connects = 0
         self.errors: list[dict[str, Any]] = []
         self.connected = trio.Event()
@@ -148,28 +178,53 @@ class KMarketClient:
                     self.on_message(message)
 
     async def run(self) -> None:
-        """Stay connected: reconnect with backoff after every drop, resuming each time."""
+        """Stay connected: reconnect with backoff after every transient failure, resuming
+        each time. A refusal for good (401, 403, another 4xx) raises Refused."""
         attempt = 0
         while True:
             try:
                 await self.connect_once()
                 attempt = 0
+                why = "the connection closed"
+            except ConnectionRejected as exc:
+                message = server_message(exc.status_code, exc.body)
+                if 400 <= exc.status_code < 500 and exc.status_code not in (408, 429):
+                    raise Refused(exc.status_code, message) from None
+                why = f"the server answered {exc.status_code}: {message}"
             except (OSError, HandshakeError, ConnectionClosed) as exc:
-                log.info("disconnected from %s: %r", self.ws_url, exc)
+                why = _describe(exc)
             finally:
                 self.ws = None
                 self.connected = trio.Event()
             attempt += 1
             state = tenacity.RetryCallState(cast(Any, None), None, (), {})
             state.attempt_number = attempt
-            await trio.sleep(self.backoff(state))
+            delay = self.backoff(state)
+            log.info("disconnected from %s: %s", self.ws_url, why)
+            if self.on_retry is not None:
+                self.on_retry(why, delay)
+            await trio.sleep(delay)
 
     def drop(self) -> None:
         """Cut the current connection abruptly, as a network failure would (then resume)."""
         self._scope.cancel()
 
 
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionClosed):
+        reason = exc.reason
+        if reason is None:
+            return "the connection closed"
+        return f"the server closed the connection ({reason.code} {reason.reason or ''})".strip()
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (is the server running?)"
+    return str(exc) or type(exc).__name__
+
+
 async def _fetch_token(http_url: str, user: str) -> str:
+    """A client token from the server's token route (it needs RT_ADMIN_TOKEN unless the
+    server runs with --dev). A transport failure or a 5xx is an OSError (worth retrying);
+    any other refusal is Refused."""
     import os
 
     import httpx
@@ -179,16 +234,26 @@ async def _fetch_token(http_url: str, user: str) -> str:
     if admin:
         headers["Authorization"] = f"Bearer {admin}"
     user_id: int | str = int(user) if user.isdigit() else user
-    async with httpx.AsyncClient() as http:
-        response = await http.post(
-            f"{http_url}/api/ws/token", json={"userId": user_id}, headers=headers
-        )
-        response.raise_for_status()
-        return str(response.json()["token"])
+    url = f"{http_url}/api/ws/token"
+    try:
+        async with httpx.AsyncClient() as http:
+            response = await http.post(url, json={"userId": user_id}, headers=headers)
+    except httpx.TransportError as exc:
+        raise ConnectionError(f"cannot reach {url}: {exc or type(exc).__name__}") from None
+    if response.status_code >= 500:
+        message = server_message(response.status_code, response.content)
+        raise ConnectionError(f"{url} answered {response.status_code}: {message}")
+    if response.status_code != 200:
+        raise Refused(response.status_code, server_message(response.status_code, response.content))
+    return str(response.json()["token"])
 
 
 async def tail(ws_url: str, http_url: str, markets: list[str], token: str | None, user: str) -> int:
-    """``rt tail``: print every message of ``markets`` as JSON lines until interrupted."""
+    """``rt tail``: print every message of ``markets`` as one JSON object per line on
+    stdout until interrupted; what goes wrong, and each retry, on stderr.
+
+    Exit status: 0 when interrupted, 1 on a contract violation, 2 when refused for good.
+    """
 
     async def fresh_token() -> str:
         return await _fetch_token(http_url, user)
@@ -196,10 +261,22 @@ async def tail(ws_url: str, http_url: str, markets: list[str], token: str | None
     def show(message: dict[str, Any]) -> None:
         print(json.dumps(message, ensure_ascii=False), flush=True)
 
-    client = KMarketClient(ws_url, token if token else fresh_token, list(markets), on_message=show)
+    def retrying(why: str, delay: float) -> None:
+        print(f"rt tail: {why}; retrying in {delay:.1f} s", file=sys.stderr, flush=True)
+
+    client = KMarketClient(
+        ws_url,
+        token if token else fresh_token,
+        list(markets),
+        on_message=show,
+        on_retry=retrying,
+    )
     try:
         await client.run()
+    except Refused as exc:
+        print(f"rt tail: refused ({exc.status}): {exc.message}", file=sys.stderr, flush=True)
+        return 2
     except ContractViolation as exc:
-        print(f"rt tail: contract violation: {exc}", flush=True)
+        print(f"rt tail: contract violation: {exc}", file=sys.stderr, flush=True)
         return 1
     return 0

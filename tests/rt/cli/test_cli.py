@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import gc
 import json
 import os
@@ -19,7 +20,7 @@ import trio
 from trio_websocket import open_websocket_url
 
 from rt.auth import verify_token
-from rt.cli import build_settings, main, settings_from_env
+from rt.cli import build_parser, build_settings, main, settings_from_env
 from rt.server import GC_THRESHOLDS, tune_gc
 from tests.rt.harness import SECRET
 
@@ -327,3 +328,80 @@ def test_serving_tunes_the_collector_for_rare_full_collections() -> None:
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_rt_tail_stops_on_a_refused_token_with_the_servers_reason() -> None:
+    env = _env(RT_JWT_SECRET=SECRET, RT_DEMO_FEED="false")
+    with serving("--ws-port", "0", "--http-port", "0", env=env) as (server, ready):
+        ws_port, http_port = ready.group(2), ready.group(4)
+        tail = subprocess.run(
+            [
+                *RT,
+                "tail",
+                "--market",
+                "1001",
+                "--ws",
+                f"ws://127.0.0.1:{ws_port}",
+                "--http",
+                f"http://127.0.0.1:{http_port}",
+                "--token",
+                "not-a-token",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=10) == 0
+    assert tail.returncode == 2
+    assert tail.stdout == ""
+    assert tail.stderr.startswith("rt tail: refused (401): ")
+    assert "token" in tail.stderr and "Traceback" not in tail.stderr
+    assert "ConnectionRejected" not in tail.stderr
+
+
+def test_rt_tail_without_a_server_says_it_retries_on_stderr() -> None:
+    with socket_on_free_port() as port:  # bound, not listening: every connect is refused
+        tail = subprocess.Popen(
+            [*RT, "tail", "--market", "1001", "--ws", f"ws://127.0.0.1:{port}",
+             "--http", f"http://127.0.0.1:{port}"],
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert tail.stderr is not None
+            first = tail.stderr.readline()
+            second = tail.stderr.readline()
+        finally:
+            tail.send_signal(signal.SIGINT)
+            out, rest = tail.communicate(timeout=10)
+    assert re.fullmatch(r"rt tail: cannot reach http://127\.0\.0\.1:\d+/api/ws/token: .+; retrying in [\d.]+ s\n", first), first
+    assert second.startswith("rt tail: cannot reach")
+    assert out == ""  # stdout is for the stream alone
+    assert "Traceback" not in rest
+    assert tail.returncode == 0
+
+
+def test_rt_tail_help_describes_every_flag() -> None:
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    tail = commands.choices["tail"]
+    flags = [a for a in tail._actions if a.option_strings and a.dest != "help"]
+    assert {a.option_strings[0] for a in flags} == {"--market", "--ws", "--http", "--token", "--user"}
+    for action in flags:
+        assert action.help and len(action.help) > 20, action.option_strings
+    assert tail.description and "stdout" in tail.description
+    result = subprocess.run([*RT, "tail", "--help"], capture_output=True, text=True, timeout=20)
+    assert result.returncode == 0 and "RT_WS_URL" in result.stdout
+
+
+@contextmanager
+def socket_on_free_port() -> Iterator[int]:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
