@@ -15,7 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
-from .auth import AuthError, bearer_token, is_admin_token, issue_token, verify_token
+from .admin_auth import admin_refusal
+from .auth import AuthError, issue_token, verify_token
 from .debug import create_debug_router
 from .metrics import metrics_router, totals
 from .model import HistoryGone
@@ -105,8 +106,12 @@ def create_app(server: Server) -> FastAPI:
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        extra = dict(exc.extra)
+        headers = {k: str(v) for k, v in extra.pop("_headers", {}).items()}
         return JSONResponse(
-            {"code": exc.code, "message": exc.message, **exc.extra}, status_code=exc.status
+            {"code": exc.code, "message": exc.message, **extra},
+            status_code=exc.status,
+            headers=headers,
         )
 
     @app.exception_handler(RequestValidationError)
@@ -117,11 +122,10 @@ def create_app(server: Server) -> FastAPI:
         return JSONResponse({"code": "INVALID_REQUEST", "message": problems}, status_code=400)
 
     def require_admin(request: Request) -> None:
-        given = bearer_token(request.headers.get("authorization", ""))
-        if not is_admin_token(given, settings.admin_token):
-            raise ApiError(
-                401, "UNAUTHORIZED", "this route needs Authorization: Bearer <admin token>"
-            )
+        refusal = admin_refusal(server.admin_gate, request)
+        if refusal is not None:
+            status, code, message, headers = refusal
+            raise ApiError(status, code, message, _headers=headers)
 
     @app.post("/api/ws/token", response_model=TokenResponse, tags=["auth"])
     async def make_token(body: TokenRequest, request: Request) -> TokenResponse:

@@ -30,9 +30,12 @@ from collections.abc import Callable
 from typing import Any
 
 import trio
-from trio_websocket import WebSocketConnection
+from trio_websocket import WebSocketConnection, WebSocketRequest
 
-__all__ = ["Wire", "WireUnsupported"]
+from .inbound import Violation
+from .inbound_stream import GuardedStream
+
+__all__ = ["Wire", "WireUnsupported", "request_peer"]
 
 
 class WireUnsupported(RuntimeError):
@@ -51,7 +54,9 @@ class Wire:
         # With a socket, bytes are written with os.write on its (non-blocking) descriptor,
         # asked of the socket each time: once it is closed (by whoever), the number may
         # already belong to another client's socket.
-        self._socket = stream.socket if isinstance(stream, trio.SocketStream) else None
+        self._socket = (
+            stream.socket if isinstance(stream, trio.SocketStream | GuardedStream) else None
+        )
         self._pending = bytearray()
         self._flushing = trio.Lock()
         self.closed = False
@@ -66,6 +71,17 @@ class Wire:
         #: proof of life the idle timeout wants, seen without a task waiting for a pong.
         self.on_received: Callable[[], None] | None = None
         ws._stream = _WireStream(self, stream)
+
+    @property
+    def violation(self) -> Violation | None:
+        """Why the client's frames were refused (rt/inbound.py), once they were."""
+        return self._stream.violation if isinstance(self._stream, GuardedStream) else None
+
+    async def aclose(self) -> None:
+        """Close the socket (after a close frame written here: trio-websocket, which saw the
+        refused frames' stream end, no longer closes it)."""
+        self._close()
+        await self._stream.aclose()
 
     @property
     def pending(self) -> int:
@@ -167,3 +183,13 @@ class _WireStream(trio.abc.HalfCloseableStream):
         # closed and its number possibly given to another connection.
         self._wire._close()
         await self._stream.aclose()
+
+
+def request_peer(request: WebSocketRequest) -> str:
+    """The address of the client asking for ``request`` (rt's GuardedStream knows it; the
+    library offers it only for a bare socket stream)."""
+    stream = getattr(getattr(request, "_connection", None), "_stream", None)
+    if isinstance(stream, GuardedStream):
+        return stream.peer
+    remote = request.remote
+    return str(getattr(remote, "address", remote))

@@ -172,7 +172,7 @@ def test_rt_token_prints_a_verifiable_token(
 
 
 def test_rt_tail_prints_the_live_stream() -> None:
-    env = _env(RT_JWT_SECRET=SECRET, RT_DEMO_FEED="false", RT_ADMIN_TOKEN="admin-token")
+    env = _env(RT_JWT_SECRET=SECRET, RT_DEMO_FEED="false", RT_ADMIN_TOKEN="admin-token-0123456789abcdef0123456789abcdef")
     with serving("--ws-port", "0", "--http-port", "0", env=env) as (server, ready):
         ws_port, http_port = ready.group(2), ready.group(4)
         tail = subprocess.Popen(
@@ -195,7 +195,7 @@ def test_rt_tail_prints_the_live_stream() -> None:
             assert tail.stdout is not None
             lines = [json.loads(tail.stdout.readline()) for _ in range(2)]
             assert [m["type"] for m in lines] == ["ack", "snapshot"]
-            admin = {"Authorization": "Bearer admin-token"}
+            admin = {"Authorization": "Bearer admin-token-0123456789abcdef0123456789abcdef"}
             for n in (1, 2):
                 httpx.post(
                     f"http://127.0.0.1:{http_port}/admin/odds/override",
