@@ -1,9 +1,10 @@
 """The frames a client sends, checked from their headers before anything else reads them.
 
 Sans-IO: `FrameGuard.feed(data)` takes the bytes received after the handshake, in any pieces,
-and says how many of them may go on to the WebSocket library (trio-websocket); at the first
+and returns those that may go on to the WebSocket library (trio-websocket); at the first
 violation it stops and records the RFC 6455 close code to fail the connection with. The
-library never sees a byte of a frame the guard refused, so what it holds stays bounded, and
+library never sees a byte of a frame the guard refused (a header is held back until it is
+whole and checked, a control frame until all of it is), so what it holds stays bounded, and
 the client always gets a close frame with the right code (rt/inbound_stream.py hands the
 bytes over; the socket's actor sends the close, rt/socket_actor.py).
 
@@ -74,42 +75,60 @@ class FrameGuard:
         self._fin = False
         self._mask = b""
         self._mask_pos = 0
-        self._control = bytearray()
+        self._control = bytearray()  # a control frame's payload, unmasked
+        self._held = bytearray()  # a control frame's bytes, until it is whole and valid
         self._message: int | None = None  # TEXT or BINARY while a message is open
         self._message_bytes = 0
         self._message_frames = 0
         self._utf8: codecs.IncrementalDecoder | None = None
         self._closed = False
 
-    def feed(self, data: bytes | bytearray | memoryview) -> int:
-        """Check ``data``; return how many of its leading bytes may be passed on (all of
-        them, unless a violation is found: then ``violation`` says which)."""
+    def feed(self, data: bytes | bytearray | memoryview) -> bytes:
+        """Check ``data``; return the bytes that may be passed on now. A frame header is held
+        back until it is whole and valid, a control frame until it is whole and valid, and
+        nothing of a frame found bad is passed on (then ``violation`` says why)."""
         if self._closed:
-            return len(data)
+            return bytes(data)
         if self.violation is not None:
-            return 0
+            return b""
         view = memoryview(data)
+        out = bytearray()
         at = 0
         end = len(view)
         while at < end:
             if not self._in_payload:
                 at = self._read_header(view, at)
                 if self.violation is not None:
-                    return at
-                continue
-            take = min(self._remaining, end - at)
-            self._payload(view[at : at + take])
-            at += take
-            self._remaining -= take
-            if self.violation is not None:
-                return at
+                    return bytes(out)
+                if not self._in_payload:
+                    continue  # the header goes on in the next bytes
+                if self._opcode in _CONTROL:
+                    self._held += self._header
+                else:
+                    out += self._header
+                self._header.clear()
+            else:
+                take = min(self._remaining, end - at)
+                chunk = view[at : at + take]
+                self._payload(chunk, last=take == self._remaining)
+                if self.violation is not None:
+                    return bytes(out)
+                if self._opcode in _CONTROL:
+                    self._held += chunk
+                else:
+                    out += chunk
+                at += take
+                self._remaining -= take
             if self._remaining == 0:
                 self._end_frame()
                 if self.violation is not None:
-                    return at
+                    return bytes(out)
+                out += self._held
+                self._held.clear()
                 if self._closed:
-                    return end
-        return end
+                    out += view[at:]
+                    return bytes(out)
+        return bytes(out)
 
     # -- headers ---------------------------------------------------------------------------
 
@@ -121,10 +140,8 @@ class FrameGuard:
             header += view[at : at + take]
             at += take
             needed = _header_size(header)
-        if len(header) < needed:
-            return at  # the rest of the header comes with the next bytes
-        self._start_frame(bytes(header))
-        header.clear()
+        if len(header) == needed:
+            self._start_frame(bytes(header))
         return at
 
     def _start_frame(self, header: bytes) -> None:
@@ -154,6 +171,8 @@ class FrameGuard:
                 return self._fail(CLOSE_PROTOCOL_ERROR, "a control frame may carry 125 bytes")
         else:
             self._check_data_frame(opcode, size)
+            if fin and size == 0 and self._utf8 is not None:
+                self._check_text(b"", final=True)
             if self.violation is not None:
                 return None
         self._opcode = opcode
@@ -163,8 +182,6 @@ class FrameGuard:
         self._remaining = size
         self._in_payload = True
         self._control.clear()
-        if size == 0:
-            self._end_frame()
         return None
 
     def _check_data_frame(self, opcode: int, size: int) -> None:
@@ -196,15 +213,21 @@ class FrameGuard:
 
     # -- payloads --------------------------------------------------------------------------
 
-    def _payload(self, chunk: memoryview) -> None:
+    def _payload(self, chunk: memoryview, *, last: bool) -> None:
         if self._opcode in _CONTROL:
             self._control += self._unmask(chunk)
         elif self._utf8 is not None:
-            try:
-                self._utf8.decode(self._unmask(chunk))
-            except UnicodeDecodeError:
-                self._fail(CLOSE_INVALID_PAYLOAD, "text is not valid UTF-8")
+            # The message's last bytes are checked as its end too (no sequence left open),
+            # before they are passed on.
+            self._check_text(self._unmask(chunk), final=last and self._fin)
         # Binary payloads are not looked at: only their size matters, known from the header.
+
+    def _check_text(self, data: bytes, *, final: bool) -> None:
+        assert self._utf8 is not None
+        try:
+            self._utf8.decode(data, final=final)
+        except UnicodeDecodeError:
+            self._fail(CLOSE_INVALID_PAYLOAD, "text is not valid UTF-8")
 
     def _unmask(self, chunk: memoryview) -> bytes:
         size = len(chunk)
@@ -224,11 +247,6 @@ class FrameGuard:
             return
         if opcode in _CONTROL or not self._fin:
             return
-        if self._utf8 is not None:
-            try:
-                self._utf8.decode(b"", final=True)
-            except UnicodeDecodeError:
-                return self._fail(CLOSE_INVALID_PAYLOAD, "text is not valid UTF-8")
         self._message = None
         self._utf8 = None
         return None

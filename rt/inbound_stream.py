@@ -43,25 +43,26 @@ class GuardedStream(trio.abc.HalfCloseableStream):
         return f"<GuardedStream from {self.peer}>"
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        if self.violation is not None:
-            return b""
-        data = await self.transport.receive_some(max_bytes)
-        if not data:
-            return data
-        start = 0
-        if self._guard is None:
-            assert self._head is not None
-            end = self._head.feed(data)
-            if end is None:
+        while self.violation is None:
+            data = await self.transport.receive_some(max_bytes)
+            if not data:
                 return data
-            self._guard = FrameGuard(self._limits_for(self._head.target.partition("?")[0]))
-            self._head = None
-            start = end
-        passed = start + self._guard.feed(memoryview(data)[start:])
-        if self._guard.violation is None:
-            return data
-        self.violation = self._guard.violation
-        return data[:passed]  # empty: end of stream at once
+            if self._guard is None:
+                assert self._head is not None
+                end = self._head.feed(data)
+                if end is None:
+                    return data
+                self._guard = FrameGuard(self._limits_for(self._head.target.partition("?")[0]))
+                self._head = None
+                passed = bytes(data[:end]) + self._guard.feed(memoryview(data)[end:])
+            else:
+                passed = self._guard.feed(data)
+            self.violation = self._guard.violation
+            if passed:
+                return passed  # after a violation, the end of stream comes at the next call
+            # Nothing to pass yet (part of a header, of a control frame): read on, and never
+            # report an end of stream that is not one.
+        return b""
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         await self.transport.send_all(data)
