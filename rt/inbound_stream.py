@@ -21,6 +21,9 @@ __all__ = ["GuardedListener", "GuardedStream"]
 
 LimitsFor = Callable[[str], GuardLimits]
 
+#: The longest a refused client's socket is kept, draining, once its close frame is sent.
+LINGER_S = 2.0
+
 
 class GuardedStream(trio.abc.HalfCloseableStream):
     def __init__(self, stream: trio.SocketStream, limits_for: LimitsFor) -> None:
@@ -74,7 +77,23 @@ class GuardedStream(trio.abc.HalfCloseableStream):
         await self.transport.send_eof()
 
     async def aclose(self) -> None:
+        if self.violation is not None:
+            await self._linger()
         await self.transport.aclose()
+
+    async def _linger(self) -> None:
+        """After a refusal, let the close frame reach the client: closing a socket whose
+        client is still sending (the rest of a message too big) resets the connection, and a
+        reset can discard the close frame before the client reads it. So say that nothing
+        more is coming and read (and drop) what arrives until the client hangs up, for at
+        most ``LINGER_S``."""
+        with trio.move_on_after(LINGER_S):
+            try:
+                await self.transport.send_eof()
+                while await self.transport.receive_some(64 * 1024):
+                    pass
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
 
 
 class GuardedListener(trio.abc.Listener[GuardedStream]):

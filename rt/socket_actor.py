@@ -99,7 +99,7 @@ class SocketActor(Actor, ABC):
         """Send the close frame ``_end`` asked for, if any (bounded, even when cancelled)."""
         if self._close is not None:
             code, reason = self._close
-            with trio.move_on_after(2) as cleanup:
+            with trio.move_on_after(4) as cleanup:  # the linger after a refusal included
                 cleanup.shield = True
                 if self.ws.closed is None:
                     await self.ws.aclose(code, reason)
