@@ -1,7 +1,8 @@
 """The HTTP API (FastAPI on Hypercorn): tokens, snapshots, history, health, admin publish.
 
 Errors are JSON ``{"code": ..., "message": ...}`` with the status that fits (400, 401, 404,
-410). FastAPI publishes the OpenAPI document at /openapi.json (docs at /docs).
+410, 413 for a body over ``max_http_body_bytes``, 429 for an address that failed admin
+authentication too often). FastAPI publishes the OpenAPI document at /openapi.json (docs at /docs).
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from .admin_auth import admin_refusal
 from .auth import AuthError, issue_token, verify_token
 from .debug import create_debug_router
+from .http_limits import BodyLimit, BodyTooLarge, too_large_body
 from .metrics import metrics_router, totals
 from .model import HistoryGone
 from .ops import ops_router
@@ -113,6 +115,16 @@ def create_app(server: Server) -> FastAPI:
             status_code=exc.status,
             headers=headers,
         )
+
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_http_body_bytes,
+        per_path={"/admin/publish": MAX_PUBLISH_BODY_BYTES},
+    )
+
+    @app.exception_handler(BodyTooLarge)
+    async def too_large(_: Request, exc: BodyTooLarge) -> Response:
+        return Response(too_large_body(exc.limit), 413, media_type="application/json")
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -138,6 +138,28 @@ def test_a_short_secret_is_refused_at_startup() -> None:
     assert "at least 32 bytes" in result.stderr
 
 
+def test_a_short_admin_token_is_refused_at_startup_in_one_line() -> None:
+    result = subprocess.run(
+        [*RT, "serve", "--ws-port", "0", "--http-port", "0"],
+        env=_env(RT_JWT_SECRET=SECRET, RT_ADMIN_TOKEN="x"),
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("rt: RT_ADMIN_TOKEN must be at least 32 bytes long, got 1 ")
+
+
+def test_dev_mode_generates_an_admin_token_long_enough() -> None:
+    from rt.server import dev_settings
+    from rt.settings import Settings
+
+    settings, _ = dev_settings(Settings(dev=True))
+    assert len(settings.admin_token.encode()) >= 32
+
+
 def test_settings_defaults_and_env_parsing() -> None:
     settings = build_settings(
         _parse(["serve"]), {"RT_IDLE_TIMEOUT_S": "30", "RT_DEMO_MARKETS": "7, 8", "RT_DEV": "yes"}

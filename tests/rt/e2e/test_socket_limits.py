@@ -162,7 +162,9 @@ async def test_dev_mode_allows_any_origin(server: Server) -> None:
             assert (await client.response_head())[0] == 101
 
 
-@pytest.mark.parametrize("key", [b"short", b"not base64 at all!!!!!==", b"AAAAAAAAAAAAAAAAAAAAAAAAAAAA"])
+@pytest.mark.parametrize(
+    "key", [b"short", b"not base64 at all!!!!!==", b"AAAAAAAAAAAAAAAAAAAAAAAAAAAA"]
+)
 async def test_a_malformed_key_is_400(server: Server, key: bytes) -> None:
     async with raw(server) as client:
         await client.stream.send_all(upgrade_request(odds_resource(make_token()), key=key))
