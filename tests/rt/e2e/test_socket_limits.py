@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,6 +14,7 @@ from typing import Any
 import pytest
 import trio
 
+from rt.logs import configure_logging
 from rt.server import Server, open_server
 
 from ._support import TIMEOUT_S, connect, e2e_settings, make_token, odds_resource, topic
@@ -297,3 +300,42 @@ async def test_framing_violations_are_closed_with_1002(
             assert await client.close_frame() == (1002, reason)
         await server.hub.publish(topic(1001), {"n": 1})
         assert (await bystander.recv())["seq"] == 1
+
+
+# -- logs ----------------------------------------------------------------------------------
+
+
+async def test_no_token_or_query_string_reaches_the_log(server: Server) -> None:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    output = io.StringIO()
+    configure_logging(json_lines=False, level="DEBUG", stream=output)
+    try:
+        good, expired = make_token(7), make_token(8, now_s=0)
+        async with connect(server, good) as peer:
+            await peer.ping()
+        for resource in (
+            odds_resource(expired),
+            odds_resource("not-a-jwt-secret-ish"),
+            f"/ws?userId=9&token={good}",
+            "/ws/publish?token=" + "w" * 40,
+            f"/ws/nowhere?token={good}",
+        ):
+            async with raw(server) as client:
+                await client.stream.send_all(upgrade_request(resource))
+                assert (await client.response_head())[0] in (401, 404)
+        async with raw(server) as client:
+            await upgraded(server, client, odds_resource(good))
+            await client.send_frame(0x83, b"")
+            assert (await client.close_frame())[0] == 1002
+    finally:
+        for handler in root.handlers:
+            if handler not in handlers:
+                handler.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    text = output.getvalue()
+    assert "refused a frame (unknown opcode 3)" in text  # the log did capture the server
+    for secret in (good, expired, "not-a-jwt-secret-ish", "w" * 40, "userId=9"):
+        assert secret not in text
+    assert "?token" not in text
