@@ -14,9 +14,12 @@ handshake. So that its own frames (pong, close) cannot cut into ours, the Wire p
 between trio-websocket and the TCP stream: it replaces the connection's private ``_stream``
 with a stream whose ``send_all`` queues behind what is pending here, and whose
 ``receive_some`` tells the connection that the peer is alive (``on_received``: how the idle
-timeout sees pongs, which trio-websocket reports only to a task waiting on that ping). This is the
-one place rt leans on trio-websocket's internals; pyproject.toml pins the version and
-tests/rt/test_wire.py fails loudly if an upgrade moves them.
+timeout sees pongs, which trio-websocket reports only to a task waiting on that ping).
+Reading the client's address from a handshake request (``request_peer``: the library gives
+it only for a bare socket stream, and rt's are wrapped by rt/inbound_stream.py) also reaches
+inside (``WebSocketRequest._connection``). This is the one place rt leans on trio-websocket's
+internals; pyproject.toml pins the version and tests/rt/test_wire.py fails loudly if an
+upgrade moves them.
 
 A stream without a socket (the in-memory streams of some tests) gets no direct writes:
 everything goes through ``flush``, which awaits the stream's own ``send_all``.
