@@ -40,6 +40,7 @@ from .socket_actor import (
     SocketActor,
 )
 from .stats import ConnectionStats
+from .wire import Wire
 
 if TYPE_CHECKING:
     from .desk import DeskClient
@@ -202,6 +203,9 @@ class Connection(SocketActor):
 
 def _remote(ws: WebSocketConnection) -> str:
     """``host:port`` of the peer (or trio-websocket's text for a stream that has none)."""
+    remote = Wire.remote_of(ws)
+    if remote is not None:
+        return remote
     try:
         endpoint = ws.remote
     except ValueError:  # a Unix socket: its peer has no address

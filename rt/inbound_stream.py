@@ -33,10 +33,14 @@ class GuardedStream(trio.abc.HalfCloseableStream):
         self._guard: FrameGuard | None = None
         #: Why the client's frames were refused (None while they are fine).
         self.violation: Violation | None = None
+        #: The client's address, and ``address:port``.
+        self.peer = "unknown"  # a socket without an address (a test's socketpair)
+        self.remote = "unknown"
         try:
-            self.peer = str(stream.socket.getpeername()[0])
-        except (OSError, IndexError, TypeError):
-            self.peer = "unknown"  # a socket without an address (a test's socketpair)
+            address, port, *_ = stream.socket.getpeername()
+            self.peer, self.remote = str(address), f"{address}:{port}"
+        except (OSError, ValueError, TypeError):
+            pass
 
     @property
     def socket(self) -> trio.socket.SocketType:

@@ -75,6 +75,15 @@ class Wire:
         self.on_received: Callable[[], None] | None = None
         ws._stream = _WireStream(self, stream)
 
+    @staticmethod
+    def remote_of(ws: WebSocketConnection) -> str | None:
+        """``address:port`` of the client of ``ws`` when rt's GuardedStream carries it (the
+        library can name only a bare socket stream's peer)."""
+        stream = getattr(ws, "_stream", None)
+        if isinstance(stream, _WireStream):
+            stream = stream._stream
+        return stream.remote if isinstance(stream, GuardedStream) else None
+
     @property
     def violation(self) -> Violation | None:
         """Why the client's frames were refused (rt/inbound.py), once they were."""
