@@ -339,3 +339,13 @@ async def test_no_token_or_query_string_reaches_the_log(server: Server) -> None:
     for secret in (good, expired, "not-a-jwt-secret-ish", "w" * 40, "userId=9"):
         assert secret not in text
     assert "?token" not in text
+
+
+async def test_frames_sent_with_the_request_are_checked_too(server: Server) -> None:
+    # The guard wraps the socket from its first byte: a frame pipelined behind the upgrade
+    # request, in the same TCP segment, meets the same checks.
+    async with raw(server) as client:
+        header = struct.pack("!BBQ", 0x81, 0x80 | 127, 1 << 62) + MASK
+        await client.stream.send_all(upgrade_request(odds_resource(make_token())) + header)
+        assert (await client.response_head())[0] == 101
+        assert await client.close_frame() == (1009, "a message may have at most 65536 bytes")
