@@ -17,6 +17,7 @@ from typing import Any
 import trio
 
 from .auth import bearer_token, is_admin_token
+from .handshake import Refusal
 
 __all__ = ["AdminGate", "Verdict", "admin_refusal"]
 
@@ -54,6 +55,13 @@ class AdminGate:
     def check_bearer(self, authorization: str, peer: str) -> Verdict:
         """`check` for an ``Authorization: Bearer <token>`` header value, now."""
         return self.check(bearer_token(authorization), peer, trio.current_time())
+
+    def limited_refusal(self, peer: str) -> Refusal:
+        """The upgrade refusal (429, with Retry-After) for a limited address."""
+        message, retry_s = self.limited_message(peer)
+        return Refusal(
+            429, "TOO_MANY_ATTEMPTS", message, ((b"retry-after", str(retry_s).encode()),)
+        )
 
     def limited_message(self, peer: str) -> tuple[str, int]:
         """What a limited client is told, and its Retry-After in seconds."""

@@ -173,14 +173,7 @@ class WebSocketListener(Actor):
             presented_token(request.headers, query_token), peer, trio.current_time()
         )
         if verdict is Verdict.LIMITED:
-            message, retry_s = gate.limited_message(peer)
-            await _reject(
-                request,
-                429,
-                "TOO_MANY_ATTEMPTS",
-                message,
-                ((b"retry-after", str(retry_s).encode()),),
-            )
+            await _refuse(request, gate.limited_refusal(peer))
             return
         if verdict is not Verdict.OK:
             await _reject(
