@@ -13,9 +13,11 @@ from typing import Any
 
 import pytest
 import trio
+from trio_websocket import ConnectionClosed
 
 from rt.logs import configure_logging
 from rt.server import Server, open_server
+from rt.settings import Settings
 
 from ._support import TIMEOUT_S, connect, e2e_settings, make_token, odds_resource, topic
 
@@ -349,3 +351,20 @@ async def test_frames_sent_with_the_request_are_checked_too(server: Server) -> N
         await client.stream.send_all(upgrade_request(odds_resource(make_token())) + header)
         assert (await client.response_head())[0] == 101
         assert await client.close_frame() == (1009, "a message may have at most 65536 bytes")
+
+
+async def test_a_token_expiring_on_an_open_socket_closes_it_with_4401(autojump_clock: Any) -> None:
+    # Real wall-clock time (tokens are checked against it at the handshake), virtual Trio
+    # time: the 60 s token and its 5 s of leeway pass in no time. The client's library
+    # answers every ping, so only the token can end the connection.
+    settings = e2e_settings(wall_ms=Settings().wall_ms)
+    async with open_server(settings) as server, connect(server, make_token(ttl_s=60)) as peer:
+        start = trio.current_time()
+        await peer.subscribe(1001)
+        with trio.fail_after(120), pytest.raises(ConnectionClosed) as closed:
+            while True:
+                await peer.ws.get_message()
+        assert closed.value.reason is not None
+        assert (closed.value.reason.code, closed.value.reason.reason) == (4401, "TOKEN_EXPIRED")
+        # Issued within the current second, so it expires 59-60 s from now; plus 5 s leeway.
+        assert 63.9 <= trio.current_time() - start <= 65.1
