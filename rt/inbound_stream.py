@@ -66,6 +66,8 @@ class GuardedStream(trio.abc.HalfCloseableStream):
                 passed = self._guard.feed(data)
             self.violation = self._guard.violation
             if passed:
+                # (Bytes held back before may make this up to one control frame longer than
+                # ``max_bytes``; trio-websocket only feeds them to its parser.)
                 return passed  # after a violation, the end of stream comes at the next call
             # Nothing to pass yet (part of a header, of a control frame): read on, and never
             # report an end of stream that is not one.
