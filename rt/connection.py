@@ -40,6 +40,7 @@ from .socket_actor import (
     SocketActor,
 )
 from .stats import ConnectionStats
+from .wire import Wire
 
 if TYPE_CHECKING:
     from .desk import DeskClient
@@ -67,9 +68,14 @@ class Connection(SocketActor):
         session: Session,
         codec: Codec,
         desk: DeskClient | None = None,
+        token_expires_at_ms: int | None = None,
     ) -> None:
         self.remote = _remote(ws)  # read before the Wire takes the stream's place
         super().__init__(ws, settings)
+        if token_expires_at_ms is not None:
+            # The token's expiry is wall-clock time; the close is timed on Trio's clock.
+            left_s = (token_expires_at_ms - settings.wall_ms()) / 1000 + settings.jwt_leeway_s
+            self.token_expires_at = trio.current_time() + left_s
         self.hub = hub
         self.stats = stats
         self.user_id = user_id
@@ -197,6 +203,9 @@ class Connection(SocketActor):
 
 def _remote(ws: WebSocketConnection) -> str:
     """``host:port`` of the peer (or trio-websocket's text for a stream that has none)."""
+    remote = Wire.remote_of(ws)
+    if remote is not None:
+        return remote
     try:
         endpoint = ws.remote
     except ValueError:  # a Unix socket: its peer has no address

@@ -27,7 +27,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from actors import FaultAction
 
-from .auth import bearer_token, is_admin_token
+from .admin_auth import admin_refusal
 from .debug_page import CONTENT_SECURITY_POLICY, PAGE
 
 if TYPE_CHECKING:
@@ -205,10 +205,15 @@ def create_debug_router(server: Server) -> APIRouter:
 
     def unauthorized(request: Request) -> Response | None:
         """A 401 response unless the request carries the admin token (never logged)."""
-        given = bearer_token(request.headers.get("authorization", ""))
-        if is_admin_token(given, server.settings.admin_token):
+        refusal = admin_refusal(server.admin_gate, request)
+        if refusal is None:
             return None
-        return _error(401, "UNAUTHORIZED", "this route needs Authorization: Bearer <admin token>")
+        status, code, message, headers = refusal
+        if status == 401:
+            message = "this route needs Authorization: Bearer <admin token>"
+        response = _error(status, code, message)
+        response.headers.update(headers)
+        return response
 
     def faults_now() -> list[dict[str, Any]]:
         nodes = list(_walk(system.tree()))

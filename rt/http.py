@@ -1,7 +1,8 @@
 """The HTTP API (FastAPI on Hypercorn): tokens, snapshots, history, health, admin publish.
 
 Errors are JSON ``{"code": ..., "message": ...}`` with the status that fits (400, 401, 404,
-410). FastAPI publishes the OpenAPI document at /openapi.json (docs at /docs).
+410, 413 for a body over ``max_http_body_bytes``, 429 for an address that failed admin
+authentication too often). FastAPI publishes the OpenAPI document at /openapi.json (docs at /docs).
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
-from .auth import AuthError, bearer_token, is_admin_token, issue_token, verify_token
+from .admin_auth import admin_refusal
+from .auth import AuthError, issue_token, verify_token
 from .debug import create_debug_router
 from .dialects import DIALECTS
+from .http_limits import BodyLimit, BodyTooLarge, too_large_body
 from .metrics import metrics_router, totals
 from .model import HistoryGone
 from .ops import ops_router
@@ -106,9 +109,23 @@ def create_app(server: Server) -> FastAPI:
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        extra = dict(exc.extra)
+        headers = {k: str(v) for k, v in extra.pop("_headers", {}).items()}
         return JSONResponse(
-            {"code": exc.code, "message": exc.message, **exc.extra}, status_code=exc.status
+            {"code": exc.code, "message": exc.message, **extra},
+            status_code=exc.status,
+            headers=headers,
         )
+
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_http_body_bytes,
+        per_path={"/admin/publish": MAX_PUBLISH_BODY_BYTES},
+    )
+
+    @app.exception_handler(BodyTooLarge)
+    async def too_large(_: Request, exc: BodyTooLarge) -> Response:
+        return Response(too_large_body(exc.limit), 413, media_type="application/json")
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -118,11 +135,10 @@ def create_app(server: Server) -> FastAPI:
         return JSONResponse({"code": "INVALID_REQUEST", "message": problems}, status_code=400)
 
     def require_admin(request: Request) -> None:
-        given = bearer_token(request.headers.get("authorization", ""))
-        if not is_admin_token(given, settings.admin_token):
-            raise ApiError(
-                401, "UNAUTHORIZED", "this route needs Authorization: Bearer <admin token>"
-            )
+        refusal = admin_refusal(server.admin_gate, request)
+        if refusal is not None:
+            status, code, message, headers = refusal
+            raise ApiError(status, code, message, _headers=headers)
 
     @app.post("/api/ws/token", response_model=TokenResponse, tags=["auth"])
     async def make_token(body: TokenRequest, request: Request) -> TokenResponse:

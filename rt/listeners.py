@@ -11,14 +11,20 @@ from urllib.parse import parse_qs
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
-from trio_websocket import WebSocketConnection, WebSocketRequest, serve_websocket
+from trio_websocket import WebSocketConnection, WebSocketRequest, WebSocketServer
 
 from actors import Actor, ChildSpec, Restart
 
+from .admin_auth import Verdict
 from .auth import AuthError, Claims, TokenVerifier
 from .connection import CLOSE_GOING_AWAY, Connection
 from .dialects import SessionContext, anonymous_claims, match
-from .publisher_ws import PUBLISH_PATH, PublisherSession, admin_token_matches
+from .echo import ECHO_LIMITS, ECHO_PATH, EchoSocket
+from .handshake import Refusal, screen
+from .inbound import GuardLimits
+from .inbound_stream import GuardedListener
+from .publisher_ws import PUBLISH_PATH, PublisherSession, presented_token
+from .wire import request_peer
 
 if TYPE_CHECKING:
     from .server import Server
@@ -49,27 +55,54 @@ class WebSocketListener(Actor):
 
     async def run(self) -> None:
         settings = self.server.settings
+        listeners = await trio.open_tcp_listeners(settings.ws_port, host=settings.host)
+        # Every byte a client sends is checked before trio-websocket reads it (rt/inbound.py).
+        guarded = [GuardedListener(listener, self._limits_for) for listener in listeners]
+        websockets = WebSocketServer(
+            self._handle,
+            cast(Any, guarded),
+            max_message_size=ECHO_LIMITS.max_message_bytes
+            if settings.echo_endpoint
+            else settings.max_message_bytes,
+            connect_timeout=settings.handshake_timeout_s,
+        )
         async with trio.open_nursery() as nursery:
-            listening = await nursery.start(
-                partial(
-                    serve_websocket,
-                    self._handle,
-                    settings.host,
-                    settings.ws_port,
-                    ssl_context=None,
-                    max_message_size=settings.max_message_bytes,
-                )
-            )
-            self.port = listening.port
+            await nursery.start(websockets.run)
+            self.port = int(listeners[0].socket.getsockname()[1])
             self.server.ws_port = self.port
             self.started()
             await self.stop_requested.wait()
             nursery.cancel_scope.cancel()
 
+    def _limits_for(self, path: str) -> GuardLimits:
+        """What a client's frames may be on ``path``: the echo's, or every dialect's."""
+        settings = self.server.settings
+        if settings.echo_endpoint and path == ECHO_PATH:
+            return ECHO_LIMITS
+        return GuardLimits(settings.max_message_bytes, settings.max_fragments_per_message)
+
     async def _handle(self, request: WebSocketRequest) -> None:
+        """Screen the upgrade (rt/handshake.py), then serve it, counted as an open socket."""
+        server = self.server
+        peer = request_peer(request)
+        refusal = screen(
+            request.headers, settings=server.settings, own_origins=server.own_origins()
+        ) or server.open_sockets.admit(peer)
+        if refusal is not None:
+            await _refuse(request, refusal)
+            return
+        try:
+            await self._route(request, peer)
+        finally:
+            server.open_sockets.release(peer)
+
+    async def _route(self, request: WebSocketRequest, peer: str) -> None:
         path, _, query = request.path.partition("?")
+        if path == ECHO_PATH and self.server.settings.echo_endpoint:
+            await self._handle_echo(request)
+            return
         if path == PUBLISH_PATH:
-            await self._handle_publisher(request, query)
+            await self._handle_publisher(request, query, peer)
             return
         found = match(path)
         if found is None:
@@ -139,17 +172,25 @@ class WebSocketListener(Actor):
                 session=session,
                 codec=dialect.codec,
                 desk=server.desk,
+                token_expires_at_ms=claims.expires_at_ms,
             ),
             restart=Restart.TEMPORARY,
             shutdown_timeout_s=3.0,
         )
         await self._serve_under_conns(ws, spec, "connection")
 
-    async def _handle_publisher(self, request: WebSocketRequest, query: str) -> None:
+    async def _handle_publisher(self, request: WebSocketRequest, query: str, peer: str) -> None:
         """/ws/publish: an admin publisher (rt/publisher_ws.py), run like a Connection."""
         settings = self.server.settings
         query_token = parse_qs(query).get("token", [""])[0]
-        if not admin_token_matches(request.headers, query_token, settings.admin_token):
+        gate = self.server.admin_gate
+        verdict = gate.check(
+            presented_token(request.headers, query_token), peer, trio.current_time()
+        )
+        if verdict is Verdict.LIMITED:
+            await _refuse(request, gate.limited_refusal(peer))
+            return
+        if verdict is not Verdict.OK:
             await _reject(
                 request,
                 401,
@@ -167,6 +208,20 @@ class WebSocketListener(Actor):
             shutdown_timeout_s=3.0,
         )
         await self._serve_under_conns(ws, spec, "publisher")
+
+    async def _handle_echo(self, request: WebSocketRequest) -> None:
+        """/ws/echo (tests only, rt/echo.py): no token; run like a Connection."""
+        ws = await request.accept()
+        self._next_id += 1
+        name = f"e{self._next_id}"
+        settings = self.server.settings
+        spec = ChildSpec(
+            name,
+            lambda: EchoSocket(ws, settings),
+            restart=Restart.TEMPORARY,
+            shutdown_timeout_s=3.0,
+        )
+        await self._serve_under_conns(ws, spec, "echo")
 
     async def _serve_under_conns(self, ws: WebSocketConnection, spec: ChildSpec, what: str) -> None:
         """Run the actor that serves ``ws`` under ``conns``, in this task (the one that holds
@@ -194,9 +249,21 @@ class WebSocketListener(Actor):
                     await ws.aclose(CLOSE_GOING_AWAY, "server shutting down")
 
 
-async def _reject(request: WebSocketRequest, status: int, code: str, message: str) -> None:
+async def _reject(
+    request: WebSocketRequest,
+    status: int,
+    code: str,
+    message: str,
+    headers: tuple[tuple[bytes, bytes], ...] = (),
+) -> None:
     body = json.dumps({"type": "error", "code": code, "message": message}).encode()
-    await request.reject(status, extra_headers=[(b"content-type", b"application/json")], body=body)
+    await request.reject(
+        status, extra_headers=[(b"content-type", b"application/json"), *headers], body=body
+    )
+
+
+async def _refuse(request: WebSocketRequest, refusal: Refusal) -> None:
+    await _reject(request, refusal.status, refusal.code, refusal.message, refusal.headers)
 
 
 class HttpListener(Actor):

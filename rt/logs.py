@@ -5,7 +5,8 @@ the runtime sets it in each actor's task, and the tasks an actor starts inherit 
 line from a connection's writer says ``conns/c12`` and one from a room ``rooms/market:1001``.
 
 Tokens and secrets are never written: whatever a message or a traceback contains, JWTs,
-``Bearer`` credentials and ``token=``/``secret=``/``password=`` values are replaced by
+``Bearer`` credentials, ``token=``/``secret=``/``password=`` values and the query string of
+any path or URL (``/ws/odds?[redacted]``: clients put tokens there) are replaced by
 ``[redacted]`` before the line is written.
 """
 
@@ -23,7 +24,9 @@ from actors import current_actor_path
 __all__ = ["ActorFilter", "JsonFormatter", "configure_logging", "redact"]
 
 _SECRETS = re.compile(
-    r"(?P<jwt>eyJ[\w-]+\.[\w-]+\.[\w-]*)"  # a JWT: header.payload.signature
+    # a query string, after a path (/ws/odds?token=...&userId=7): it may carry anything
+    r"(?P<query>(?:\b[a-z]+://[^\s/?#\"']+)?/[^\s?#\"']*\?)[^\s\"'#]+"
+    r"|(?P<jwt>eyJ[\w-]+\.[\w-]+\.[\w-]*)"  # a JWT: header.payload.signature
     r"|(?P<bearer>\bbearer\s+)[^\s\"',;}]+"  # Authorization: Bearer <credential>
     # token=..., RT_JWT_SECRET=..., "admin_token": "...", password: ...
     r"|(?P<key>\b[\w-]*(?:token|secret|password)[\"']?\s*[=:]\s*[\"']?)[^\s&\"',;}]+",
@@ -41,7 +44,7 @@ def redact(text: str) -> str:
 def _redacted(match: re.Match[str]) -> str:
     if match["jwt"]:
         return "[redacted]"
-    return (match["bearer"] or match["key"]) + "[redacted]"
+    return (match["query"] or match["bearer"] or match["key"]) + "[redacted]"
 
 
 class ActorFilter(logging.Filter):

@@ -25,7 +25,7 @@ from fastapi.responses import JSONResponse
 
 from actors import ActorSystem
 
-from .auth import bearer_token, is_admin_token
+from .admin_auth import admin_refusal
 from .frames import frame_text
 from .hub import Hub
 from .metrics import live_connections, totals
@@ -165,10 +165,13 @@ def ops_router(server: Server, *, probe_timeout_s: float = PROBE_TIMEOUT_S) -> A
     router = APIRouter(prefix="/realtime", tags=["operations"])
 
     def unauthorized(request: Request) -> JSONResponse | None:
-        given = bearer_token(request.headers.get("authorization", ""))
-        if is_admin_token(given, settings.admin_token):
+        refusal = admin_refusal(server.admin_gate, request)
+        if refusal is None:
             return None
-        return _error(401, "UNAUTHORIZED", _ADMIN_ONLY)
+        status, code, message, headers = refusal
+        response = _error(status, code, _ADMIN_ONLY if status == 401 else message)
+        response.headers.update(headers)
+        return response
 
     @router.get("/health", responses={503: {"description": "not delivering"}})
     async def health() -> JSONResponse:

@@ -53,6 +53,7 @@ __all__ = [
     "decode_frame",
     "encode_error",
     "encode_published",
+    "presented_token",
 ]
 
 PUBLISH_PATH = "/ws/publish"
@@ -84,13 +85,19 @@ def admin_token_matches(
 ) -> bool:
     """True when the handshake carries the admin token, as ``Authorization: Bearer <token>``
     or (for clients that cannot set headers) ``?token=<token>``. False when none is set."""
+    return is_admin_token(presented_token(headers, query_token), expected)
+
+
+def presented_token(headers: list[tuple[bytes, bytes]], query_token: str) -> str | None:
+    """The token a handshake presents: its ``Authorization: Bearer`` header's, else the
+    query's (None: neither)."""
     given: str | None = query_token or None
     for name, value in headers:
         if name.lower() == b"authorization":
             from_header = bearer_token(value.decode("latin-1"))
             if from_header is not None:
                 given = from_header  # a Bearer header wins over the query
-    return is_admin_token(given, expected)
+    return given
 
 
 def decode_frame(text: str) -> tuple[CorrelationId, PublishBatch]:

@@ -29,12 +29,14 @@ import trio
 
 from actors import Actor, ActorSystem, ChildSpec, Strategy, Supervisor, open_system
 
+from .admin_auth import AdminGate
 from .auth import MIN_SECRET_BYTES
 from .demo import DemoFeed
 from .desk import DESK_PATH, DeskClient, SimulatedMts, TicketDesk
 from .dialects import DIALECTS
 from .engine import Engine, MemoryEngine, open_engine
 from .feeds import demo_feed_specs, feed_specs
+from .handshake import OpenSockets
 from .hub import Hub, RoomKeeper
 from .listeners import HttpListener, WebSocketListener
 from .settings import Settings
@@ -68,6 +70,20 @@ class Server:
         self.desk = DeskClient(system)
         self.ws_port = settings.ws_port
         self.http_port = settings.http_port
+        #: Open WebSockets per address and in all, against their caps (rt/handshake.py).
+        self.open_sockets = OpenSockets(
+            per_ip=settings.max_connections_per_ip, total=settings.max_connections
+        )
+        self.admin_gate = AdminGate(
+            settings.admin_token,
+            max_failures=settings.admin_auth_max_failures,
+            window_s=settings.admin_auth_window_s,
+        )
+
+    def own_origins(self) -> tuple[str, str]:
+        """The origins of this server's own pages, allowed to open WebSockets."""
+        host = self.settings.host
+        return (f"http://{host}:{self.http_port}", f"http://{host}:{self.ws_port}")
 
     @property
     def ws_url(self) -> str:
@@ -96,7 +112,7 @@ def dev_settings(settings: Settings) -> tuple[Settings, list[str]]:
         settings = replace(settings, jwt_secret=secrets.token_urlsafe(32))
         generated.append(f"RT_JWT_SECRET={settings.jwt_secret}")
     if settings.dev and not settings.admin_token:
-        settings = replace(settings, admin_token=secrets.token_urlsafe(24))
+        settings = replace(settings, admin_token=secrets.token_urlsafe(32))
         generated.append(f"RT_ADMIN_TOKEN={settings.admin_token}")
     if not settings.jwt_secret:
         raise ValueError(
@@ -104,12 +120,29 @@ def dev_settings(settings: Settings) -> tuple[Settings, list[str]]:
         )
     if len(settings.jwt_secret.encode()) < MIN_SECRET_BYTES:
         raise ValueError(f"RT_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes long")
+    check_admin_token(settings)
     return settings, generated
+
+
+#: The shortest admin token a server starts with: as hard to guess as a 256-bit key.
+MIN_ADMIN_TOKEN_BYTES = 32
+
+
+def check_admin_token(settings: Settings) -> None:
+    """ValueError (one line, for ``rt serve`` to print) for an admin token too short to be
+    safe. No token at all is allowed: then every admin route refuses."""
+    size = len(settings.admin_token.encode())
+    if 0 < size < MIN_ADMIN_TOKEN_BYTES:
+        raise ValueError(
+            f"RT_ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_BYTES} bytes long, got {size} "
+            "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
 
 
 @asynccontextmanager
 async def open_server(settings: Settings) -> AsyncIterator[Server]:
     """Start every actor of a server; yield once both listeners are serving."""
+    check_admin_token(settings)
     engine = make_engine(settings)
     async with open_system(shutdown_timeout_s=15.0) as system:
         server = Server(settings, system, engine)

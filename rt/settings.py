@@ -32,11 +32,28 @@ class Settings:
     token_default_ttl_s: int = 600
     token_max_ttl_s: int = 86_400
 
+    # the WebSocket upgrade (rt/handshake.py)
+    handshake_timeout_s: float = 10.0
+    #: Origins (scheme://host[:port]) whose pages may open a WebSocket, besides the server's
+    #: own; "*" allows any. A handshake without Origin (not a browser) is always allowed.
+    allowed_origins: tuple[str, ...] = ()
+    max_connections_per_ip: int = 100
+    max_connections: int = 10_000
+
+    # admin authentication and REST bodies
+    admin_auth_max_failures: int = 10
+    admin_auth_window_s: float = 60.0
+    max_http_body_bytes: int = 64 * 1024
+
+    #: Serve /ws/echo (rt/echo.py), the echo the conformance tests drive. Tests only.
+    echo_endpoint: bool = False
+
     # connections
     ping_interval_s: float = 15.0
     idle_timeout_s: float = 60.0
     write_deadline_s: float = 10.0
     max_message_bytes: int = 64 * 1024
+    max_fragments_per_message: int = 128
     max_markets_per_connection: int = 500
     max_connections_per_user: int = 5
     connection_start_timeout_s: float = 10.0

@@ -12,16 +12,23 @@ and the close.
   (``_backlog``), finishes them and ends. A socket that takes nothing for ``write_deadline_s``
   is closed with 4001. Connection's writer also drains its outbox (``_drain``).
 - A stop request (``on_stop_requested``, from the actors runtime) closes with 1001.
+- Frames the client may not send (rt/inbound.py: too big, too many fragments, binary on a
+  JSON dialect, bad UTF-8, a protocol violation) end the stream the library reads; the reader
+  then closes with the code the guard chose (1009, 1003, 1007, 1002).
+- A token that expires while the socket is open (``token_expires_at``, on Trio's clock)
+  closes it with 4401 TOKEN_EXPIRED: the client gets a fresh token and reconnects.
 - ``_end(code, reason)`` cancels the actor's tasks; the close frame is sent by
   ``close_socket`` once they have stopped (the first reason wins).
 
-Close codes (docs/protocol/kmarket.md): 1000 normal, 1001 server going away, 1009 message
-too big (from trio-websocket), 4000 HEARTBEAT_TIMEOUT, 4001 SLOW_CONSUMER.
+Close codes (docs/reliability.md has them all): 1000 normal, 1001 server going away, 1002,
+1003, 1007, 1009 refused frames, 4000 HEARTBEAT_TIMEOUT, 4001 SLOW_CONSUMER, 4401
+TOKEN_EXPIRED.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
@@ -30,6 +37,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from actors import Actor
 
+from .frames import frame_close
 from .wire import Wire
 
 if TYPE_CHECKING:
@@ -38,6 +46,7 @@ if TYPE_CHECKING:
 CLOSE_GOING_AWAY = 1001
 CLOSE_HEARTBEAT_TIMEOUT = 4000
 CLOSE_SLOW_CONSUMER = 4001
+CLOSE_TOKEN_EXPIRED = 4401
 
 #: A ping with no payload (FIN set, opcode 9), unmasked as every frame from a server is. The
 #: peer's pong is not matched to it: any byte from the peer proves it alive.
@@ -55,6 +64,9 @@ class SocketActor(Actor, ABC):
         self._close: tuple[int, str] | None = None
         self._nursery: trio.Nursery | None = None
         self._writing = False
+        #: When the client's token stops being valid (its expiry plus the leeway), on
+        #: ``trio.current_time()``'s clock; None for a socket without one.
+        self.token_expires_at: float | None = None
 
     # -- what a subclass says -------------------------------------------------------------
 
@@ -87,9 +99,19 @@ class SocketActor(Actor, ABC):
         """Send the close frame ``_end`` asked for, if any (bounded, even when cancelled)."""
         if self._close is not None:
             code, reason = self._close
-            with trio.move_on_after(2) as cleanup:
+            with trio.move_on_after(4) as cleanup:  # the linger after a refusal included
                 cleanup.shield = True
-                await self.ws.aclose(code, reason)
+                if self.ws.closed is None:
+                    await self.ws.aclose(code, reason)
+                elif self.wire.violation is not None:
+                    # The library stopped at the refused frame and will not close: say why
+                    # here, then end the socket.
+                    self.wire.write(frame_close(code, reason))
+                    try:
+                        await self.wire.flush()
+                    except trio.BrokenResourceError:
+                        pass  # the peer is gone already
+                    await self.wire.aclose()
 
     def on_stop_requested(self) -> None:
         self._end(CLOSE_GOING_AWAY, "server shutting down")
@@ -112,12 +134,13 @@ class SocketActor(Actor, ABC):
         ws = self.ws
         self._last_heard = now = trio.current_time()
         next_ping = now + ping_s
+        expires_at = math.inf if self.token_expires_at is None else self.token_expires_at
         try:
             while True:
                 message: str | bytes | None = None
                 # Only the wait for a frame is cut short: handling one is never interrupted
                 # by a ping falling due.
-                with trio.move_on_at(min(self._last_heard + idle_s, next_ping)):
+                with trio.move_on_at(min(self._last_heard + idle_s, next_ping, expires_at)):
                     message = await ws.get_message()
                 if message is not None:
                     # Also here: the read trio-websocket had started before the Wire was in
@@ -127,6 +150,10 @@ class SocketActor(Actor, ABC):
                         return
                     continue
                 now = trio.current_time()
+                if now >= expires_at:
+                    self._log().info("%s: token expired, closing", self.path)
+                    self._end(CLOSE_TOKEN_EXPIRED, "TOKEN_EXPIRED")
+                    return
                 if now >= self._last_heard + idle_s:
                     self._idle_timeout(idle_s)
                     return
@@ -135,6 +162,15 @@ class SocketActor(Actor, ABC):
                     while next_ping <= now:
                         next_ping += ping_s
         except ConnectionClosed:
+            violation = self.wire.violation
+            if violation is not None:
+                self._log().info(
+                    "%s: refused a frame (%s), closing with %d",
+                    self.path,
+                    violation.reason,
+                    violation.code,
+                )
+                self._end(violation.code, violation.reason)
             return
 
     def _log(self) -> logging.Logger:

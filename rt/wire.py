@@ -14,9 +14,12 @@ handshake. So that its own frames (pong, close) cannot cut into ours, the Wire p
 between trio-websocket and the TCP stream: it replaces the connection's private ``_stream``
 with a stream whose ``send_all`` queues behind what is pending here, and whose
 ``receive_some`` tells the connection that the peer is alive (``on_received``: how the idle
-timeout sees pongs, which trio-websocket reports only to a task waiting on that ping). This is the
-one place rt leans on trio-websocket's internals; pyproject.toml pins the version and
-tests/rt/test_wire.py fails loudly if an upgrade moves them.
+timeout sees pongs, which trio-websocket reports only to a task waiting on that ping).
+Reading the client's address from a handshake request (``request_peer``: the library gives
+it only for a bare socket stream, and rt's are wrapped by rt/inbound_stream.py) also reaches
+inside (``WebSocketRequest._connection``). This is the one place rt leans on trio-websocket's
+internals; pyproject.toml pins the version and tests/rt/test_wire.py fails loudly if an
+upgrade moves them.
 
 A stream without a socket (the in-memory streams of some tests) gets no direct writes:
 everything goes through ``flush``, which awaits the stream's own ``send_all``.
@@ -30,9 +33,12 @@ from collections.abc import Callable
 from typing import Any
 
 import trio
-from trio_websocket import WebSocketConnection
+from trio_websocket import WebSocketConnection, WebSocketRequest
 
-__all__ = ["Wire", "WireUnsupported"]
+from .inbound import Violation
+from .inbound_stream import GuardedStream
+
+__all__ = ["Wire", "WireUnsupported", "request_peer"]
 
 
 class WireUnsupported(RuntimeError):
@@ -51,7 +57,9 @@ class Wire:
         # With a socket, bytes are written with os.write on its (non-blocking) descriptor,
         # asked of the socket each time: once it is closed (by whoever), the number may
         # already belong to another client's socket.
-        self._socket = stream.socket if isinstance(stream, trio.SocketStream) else None
+        self._socket = (
+            stream.socket if isinstance(stream, trio.SocketStream | GuardedStream) else None
+        )
         self._pending = bytearray()
         self._flushing = trio.Lock()
         self.closed = False
@@ -66,6 +74,26 @@ class Wire:
         #: proof of life the idle timeout wants, seen without a task waiting for a pong.
         self.on_received: Callable[[], None] | None = None
         ws._stream = _WireStream(self, stream)
+
+    @staticmethod
+    def remote_of(ws: WebSocketConnection) -> str | None:
+        """``address:port`` of the client of ``ws`` when rt's GuardedStream carries it (the
+        library can name only a bare socket stream's peer)."""
+        stream = getattr(ws, "_stream", None)
+        if isinstance(stream, _WireStream):
+            stream = stream._stream
+        return stream.remote if isinstance(stream, GuardedStream) else None
+
+    @property
+    def violation(self) -> Violation | None:
+        """Why the client's frames were refused (rt/inbound.py), once they were."""
+        return self._stream.violation if isinstance(self._stream, GuardedStream) else None
+
+    async def aclose(self) -> None:
+        """Close the socket (after a close frame written here: trio-websocket, which saw the
+        refused frames' stream end, no longer closes it)."""
+        self._close()
+        await self._stream.aclose()
 
     @property
     def pending(self) -> int:
@@ -167,3 +195,13 @@ class _WireStream(trio.abc.HalfCloseableStream):
         # closed and its number possibly given to another connection.
         self._wire._close()
         await self._stream.aclose()
+
+
+def request_peer(request: WebSocketRequest) -> str:
+    """The address of the client asking for ``request`` (rt's GuardedStream knows it; the
+    library offers it only for a bare socket stream)."""
+    stream = getattr(getattr(request, "_connection", None), "_stream", None)
+    if isinstance(stream, GuardedStream):
+        return stream.peer
+    remote = request.remote
+    return str(getattr(remote, "address", remote))

@@ -47,6 +47,9 @@ async def main(args: argparse.Namespace) -> None:
         demo_feed=False,
         jwt_secret=os.environ["RT_JWT_SECRET"],
         admin_token=os.environ.get("RT_ADMIN_TOKEN", ""),
+        # Every benchmark client connects from 127.0.0.1, up to 10,000 of them (S3).
+        max_connections_per_ip=100_000,
+        max_connections=100_000,
     )
     async with open_server(settings) as server, trio.open_nursery() as nursery:
         tune_gc()  # as `rt serve` does

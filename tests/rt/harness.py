@@ -33,7 +33,7 @@ SECRET = "test-secret-" + "x" * 32
 
 def settings(**overrides: Any) -> Settings:
     base = Settings(
-        ws_port=0, http_port=0, demo_feed=False, jwt_secret=SECRET, admin_token="admin-token"
+        ws_port=0, http_port=0, demo_feed=False, jwt_secret=SECRET, admin_token="admin-token-0123456789abcdef0123456789abcdef"
     )
     return replace(base, **overrides)
 
@@ -62,6 +62,7 @@ class Core:
         scope: frozenset[str] | None = None,
         settings: Settings | None = None,
         dialect: Dialect = KMARKET,
+        token_expires_at_ms: int | None = None,
     ) -> str:
         """Accept a WebSocket on ``server_stream`` and run a Connection actor on it.
 
@@ -90,6 +91,7 @@ class Core:
                         session=session,
                         codec=dialect.codec,
                         desk=self.desk,
+                        token_expires_at_ms=token_expires_at_ms,
                     ),
                     restart=Restart.TEMPORARY,
                 ),
@@ -109,6 +111,7 @@ class Core:
         memory: bool = False,
         settings: Settings | None = None,
         dialect: Dialect = KMARKET,
+        token_expires_at_ms: int | None = None,
     ) -> AsyncIterator[WebSocketConnection]:
         """A client WebSocket whose server side is a Connection actor under ``conns``.
 
@@ -134,6 +137,7 @@ class Core:
                     scope=scope,
                     settings=settings,
                     dialect=dialect,
+                    token_expires_at_ms=token_expires_at_ms,
                 )
                 client = await wrap_client_stream(nursery, client_stream, "rt.test", dialect.path)
                 try:

@@ -170,3 +170,36 @@ async def test_a_stream_without_a_socket_is_written_by_flush_only() -> None:
         assert await wire.flush() is True
         assert await client.get_message() == "queued"
         nursery.cancel_scope.cancel()
+
+
+async def test_request_peer_reads_the_address_through_the_guarded_stream() -> None:
+    """rt/wire.py's other internal: ``WebSocketRequest._connection._stream``."""
+    from rt.inbound import GuardLimits
+    from rt.inbound_stream import GuardedListener
+    from rt.wire import request_peer
+
+    limits = GuardLimits(max_message_bytes=1024, max_fragments=4)
+    (listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    guarded = GuardedListener(listener, lambda _path: limits)
+    port = listener.socket.getsockname()[1]
+    peers: list[str] = []
+    async with trio.open_nursery() as nursery:
+
+        async def serve() -> None:
+            stream = await guarded.accept()
+            request = await wrap_server_stream(nursery, stream)
+            peers.append(request_peer(request))
+            await request.reject(404)
+            await stream.aclose()
+
+        nursery.start_soon(serve)
+        client = await trio.open_tcp_stream("127.0.0.1", port)
+        await client.send_all(
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        with trio.fail_after(5):
+            assert (await client.receive_some()).startswith(b"HTTP/1.1 404")
+        await client.aclose()
+    await guarded.aclose()
+    assert peers == ["127.0.0.1"]

@@ -139,6 +139,28 @@ def test_a_short_secret_is_refused_at_startup() -> None:
     assert "at least 32 bytes" in result.stderr
 
 
+def test_a_short_admin_token_is_refused_at_startup_in_one_line() -> None:
+    result = subprocess.run(
+        [*RT, "serve", "--ws-port", "0", "--http-port", "0"],
+        env=_env(RT_JWT_SECRET=SECRET, RT_ADMIN_TOKEN="x"),
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("rt: RT_ADMIN_TOKEN must be at least 32 bytes long, got 1 ")
+
+
+def test_dev_mode_generates_an_admin_token_long_enough() -> None:
+    from rt.server import dev_settings
+    from rt.settings import Settings
+
+    settings, _ = dev_settings(Settings(dev=True))
+    assert len(settings.admin_token.encode()) >= 32
+
+
 def test_settings_defaults_and_env_parsing() -> None:
     settings = build_settings(
         _parse(["serve"]), {"RT_IDLE_TIMEOUT_S": "30", "RT_DEMO_MARKETS": "7, 8", "RT_DEV": "yes"}
@@ -173,7 +195,7 @@ def test_rt_token_prints_a_verifiable_token(
 
 
 def test_rt_tail_prints_the_live_stream() -> None:
-    env = _env(RT_JWT_SECRET=SECRET, RT_DEMO_FEED="false", RT_ADMIN_TOKEN="admin-token")
+    env = _env(RT_JWT_SECRET=SECRET, RT_DEMO_FEED="false", RT_ADMIN_TOKEN="admin-token-0123456789abcdef0123456789abcdef")
     with serving("--ws-port", "0", "--http-port", "0", env=env) as (server, ready):
         ws_port, http_port = ready.group(2), ready.group(4)
         tail = subprocess.Popen(
@@ -196,7 +218,7 @@ def test_rt_tail_prints_the_live_stream() -> None:
             assert tail.stdout is not None
             lines = [json.loads(tail.stdout.readline()) for _ in range(2)]
             assert [m["type"] for m in lines] == ["ack", "snapshot"]
-            admin = {"Authorization": "Bearer admin-token"}
+            admin = {"Authorization": "Bearer admin-token-0123456789abcdef0123456789abcdef"}
             for n in (1, 2):
                 httpx.post(
                     f"http://127.0.0.1:{http_port}/admin/odds/override",

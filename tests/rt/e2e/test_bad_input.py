@@ -212,17 +212,16 @@ async def test_a_bad_message_changes_no_subscription(server: Server) -> None:
         await peer.ping()
 
 
-async def test_binary_frame_is_refused_and_the_connection_goes_on(server: Server) -> None:
+async def test_binary_frame_closes_with_1003_and_nobody_else_notices(server: Server) -> None:
     async with connect(server) as peer, connect(server) as bystander:
         await peer.subscribe(1001)
         await bystander.subscribe(1001)
         await peer.send_raw(json.dumps({"type": "ping", "ts": 1}).encode())
-        assert await peer.recv() == {
-            "type": "error",
-            "code": "BINARY_NOT_SUPPORTED",
-            "message": "binary frames are not supported; send JSON text",
-        }
-        await still_works(server, peer, bystander, 1)
+        reason = await peer.closed()
+        assert (reason.code, reason.reason) == (1003, "binary messages are not accepted")
+        await server.hub.publish(topic(1001), {"n": 1})
+        assert await bystander.recv() == odds_update(1001, 1, {"n": 1})
+        await bystander.ping()
 
 
 @pytest.mark.server_settings(max_markets_per_connection=3)

@@ -24,7 +24,7 @@ def epoch_of(server: Server, market: int) -> str:
 async def test_token_needs_the_admin_token(
     server: Server, http: httpx.AsyncClient, admin: dict[str, str]
 ) -> None:
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "admin-token"}):
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "admin-token-0123456789abcdef0123456789abcdef"}):
         response = await http.post("/api/ws/token", json={"userId": 1}, headers=headers)
         assert response.status_code == 401
         assert response.json() == {
@@ -291,7 +291,7 @@ async def test_health_counts_connections_topics_and_messages(
 
 
 async def test_override_needs_the_admin_token(server: Server, http: httpx.AsyncClient) -> None:
-    for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic admin-token"}):
+    for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic admin-token-0123456789abcdef0123456789abcdef"}):
         response = await http.post(
             "/admin/odds/override", json={"marketId": 1001, "payload": {"p": 1}}, headers=headers
         )

@@ -278,15 +278,6 @@ async def test_pipelined_frames_are_answered_in_order_and_published_in_order(
             },
             id="nan",
         ),
-        pytest.param(
-            b'{"type": "publish", "marketId": 1001, "payload": {}}',
-            {
-                "id": None,
-                "code": "BINARY_NOT_SUPPORTED",
-                "message": "frames must be JSON text, not binary",
-            },
-            id="binary",
-        ),
     ],
 )
 async def test_a_bad_frame_gets_an_error_publishes_nothing_and_the_socket_stays_open(
@@ -304,6 +295,14 @@ async def test_a_bad_frame_gets_an_error_publishes_nothing_and_the_socket_stays_
         await pub.send({"type": "publish", "id": "ok", "marketId": 1001, "payload": {"p": 1}})
         assert (await pub.recv())["results"] == [{"marketId": 1001, "seq": 1, "ts": FIXED_TS}]
         assert await client.recv() == odds_update(1001, 1, {"p": 1})
+
+
+async def test_a_binary_frame_closes_with_1003_and_publishes_nothing(server: Server) -> None:
+    async with publisher(server) as pub:
+        await pub.send_raw(b'{"type": "publish", "marketId": 1001, "payload": {}}')
+        reason = await pub.closed()
+        assert (reason.code, reason.reason) == (1003, "binary messages are not accepted")
+    assert server.engine.topics() == []
 
 
 @pytest.mark.server_settings(max_message_bytes=1024)

@@ -137,7 +137,7 @@ def test_tokens_and_secrets_are_never_written(output: io.StringIO) -> None:
         assert secret not in text
     messages = [line["message"] for line in lines(output)]
     assert messages[:4] == [
-        "handshake GET /ws/odds?token=[redacted]&x=1",
+        "handshake GET /ws/odds?[redacted]",
         "bare [redacted]",
         "headers {'authorization': 'Bearer [redacted]'}",
         "env RT_JWT_SECRET=[redacted] RT_ADMIN_TOKEN=[redacted]",
