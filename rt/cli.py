@@ -53,6 +53,8 @@ def settings_from_env(env: Mapping[str, str]) -> dict[str, Any]:
                 found[field.name] = float(raw)
             elif isinstance(default, tuple):
                 found[field.name] = tuple(p.strip() for p in raw.split(",") if p.strip())
+            elif field.type == "int | None":
+                found[field.name] = int(raw)
             elif field.name == "demo_seed":
                 found[field.name] = int(raw)
             else:
@@ -65,8 +67,22 @@ def settings_from_env(env: Mapping[str, str]) -> dict[str, Any]:
 def _serve_parser(sub: Any) -> None:
     p = sub.add_parser("serve", help="run the server")
     p.add_argument("--host", help="address to listen on (RT_HOST, default 127.0.0.1)")
-    p.add_argument("--ws-port", type=int, help="WebSocket port, 0 = any free (RT_WS_PORT, 8080)")
-    p.add_argument("--http-port", type=int, help="HTTP port, 0 = any free (RT_HTTP_PORT, 8081)")
+    p.add_argument(
+        "--port", type=int, help="the port for HTTP and WebSocket, 0 = any free (RT_PORT, 8080)"
+    )
+    p.add_argument(
+        "--admin-port",
+        type=int,
+        help="a second port for operators: /debug, /metrics, admin routes "
+        "(RT_ADMIN_PORT, default off)",
+    )
+    p.add_argument(
+        "--admin-routes-on-public-port",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="with --admin-port, whether the public port still serves the operator routes "
+        "(RT_ADMIN_ROUTES_ON_PUBLIC_PORT, default on)",
+    )
     p.add_argument("--engine", help="engine URL: memory (RT_ENGINE, default memory)")
     p.add_argument(
         "--demo-feed",
@@ -104,8 +120,9 @@ def build_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings
     values = settings_from_env(env)
     flags = {
         "host": args.host,
-        "ws_port": args.ws_port,
-        "http_port": args.http_port,
+        "port": args.port,
+        "admin_port": args.admin_port,
+        "admin_routes_on_public_port": args.admin_routes_on_public_port,
         "engine_url": args.engine,
         "demo_feed": args.demo_feed,
         "dev": args.dev,
@@ -163,7 +180,9 @@ def cmd_tail(args: argparse.Namespace) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("rt.client").setLevel(logging.WARNING)
     try:
-        return trio.run(tail, args.ws, args.http, args.market, args.token, args.user)
+        http_url = args.url.rstrip("/")
+        ws_url = "ws" + http_url.removeprefix("http") if http_url.startswith("http") else http_url
+        return trio.run(tail, ws_url, http_url, args.market, args.token, args.user)
     except KeyboardInterrupt:
         return 0
 
@@ -191,17 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--market", action="append", required=True, help="a market id to follow (repeatable)"
     )
     tl.add_argument(
-        "--ws",
-        default=os.environ.get("RT_WS_URL", "ws://127.0.0.1:8080"),
-        metavar="URL",
-        help="the server's WebSocket address (RT_WS_URL, default ws://127.0.0.1:8080)",
-    )
-    tl.add_argument(
-        "--http",
-        default=os.environ.get("RT_HTTP_URL", "http://127.0.0.1:8081"),
-        metavar="URL",
-        help="the server's HTTP address, for the token route "
-        "(RT_HTTP_URL, default http://127.0.0.1:8081)",
+        "--url",
+        default=os.environ.get("RT_URL", "http://127.0.0.1:8080"),
+        help="the server's address, for its token route and its WebSocket "
+        "(RT_URL, default http://127.0.0.1:8080)",
     )
     tl.add_argument(
         "--token",

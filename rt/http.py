@@ -99,13 +99,43 @@ def _market(raw: object) -> str:
         raise ApiError(400, "INVALID_REQUEST", exc.message) from None
 
 
-def create_app(server: Server) -> FastAPI:
+#: The operators' paths (HTTP and WebSocket), which ``--admin-port`` can take off the public
+#: port (``admin_routes_on_public_port``).
+OPERATOR_PREFIXES = ("/debug", "/metrics", "/admin", "/ws/publish")
+
+
+def is_operator_path(path: str) -> bool:
+    return any(path == p or path.startswith(p + "/") for p in OPERATOR_PREFIXES)
+
+
+class HideOperatorRoutes:
+    """ASGI middleware: the operator paths answer 404, as if they did not exist here."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and is_operator_path(scope["path"]):
+            response = JSONResponse(
+                {"code": "NOT_FOUND", "message": f"no route {scope['path']} on this port"},
+                status_code=404,
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def create_app(server: Server, *, operator_routes: bool = True) -> FastAPI:
+    """The HTTP API. Without ``operator_routes``, /debug, /metrics and /admin answer 404
+    (they are served on the admin port instead)."""
     settings = server.settings
     app = FastAPI(
         title="rt",
         version="0.1.0",
         description="Realtime odds push server: tokens, snapshots, history and admin publish.",
     )
+    if not operator_routes:
+        app.add_middleware(HideOperatorRoutes)
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:

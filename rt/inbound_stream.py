@@ -15,18 +15,21 @@ from typing import Any
 
 import trio
 
+from .front_door import ReplayStream
 from .inbound import FrameGuard, GuardLimits, HeadScanner, Violation
 
 __all__ = ["GuardedListener", "GuardedStream"]
 
 LimitsFor = Callable[[str], GuardLimits]
+#: A socket stream, or rt/front_door.py's ReplayStream over one.
+SocketLike = trio.SocketStream | ReplayStream
 
 #: The longest a refused client's socket is kept, draining, once its close frame is sent.
 LINGER_S = 2.0
 
 
 class GuardedStream(trio.abc.HalfCloseableStream):
-    def __init__(self, stream: trio.SocketStream, limits_for: LimitsFor) -> None:
+    def __init__(self, stream: SocketLike, limits_for: LimitsFor) -> None:
         self.transport = stream
         self._limits_for = limits_for
         self._head: HeadScanner | None = HeadScanner()

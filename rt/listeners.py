@@ -1,16 +1,15 @@
-"""The two listeners: WebSocket (trio-websocket) and HTTP (Hypercorn on Trio)."""
+"""The listeners: each serves HTTP (Hypercorn on Trio) and WebSocket (trio-websocket) on one
+port (rt/front_door.py). The public one always runs; the operators' one (``--admin-port``)
+only when configured, and then the public port may leave out the operator routes."""
 
 from __future__ import annotations
 
 import json
 import logging
-from functools import partial
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 from urllib.parse import parse_qs
 
 import trio
-from hypercorn.config import Config
-from hypercorn.trio import serve as hypercorn_serve
 from trio_websocket import WebSocketConnection, WebSocketRequest, WebSocketServer
 
 from actors import Actor, ChildSpec, Restart
@@ -20,9 +19,12 @@ from .auth import AuthError, Claims, TokenVerifier
 from .connection import CLOSE_GOING_AWAY, Connection
 from .dialects import SessionContext, anonymous_claims, match
 from .echo import ECHO_LIMITS, ECHO_PATH, EchoSocket
+from .front_door import ChannelListener, ReplayStream, is_websocket_upgrade, read_head
 from .handshake import Refusal, screen
+from .http import create_app, is_operator_path
+from .hypercorn_adapter import HttpConnections
 from .inbound import GuardLimits
-from .inbound_stream import GuardedListener
+from .inbound_stream import GuardedStream
 from .publisher_ws import PUBLISH_PATH, PublisherSession, presented_token
 from .wire import request_peer
 
@@ -36,43 +38,73 @@ log = logging.getLogger(__name__)
 CLOSE_TRY_AGAIN_LATER = 1013
 
 
-class WebSocketListener(Actor):
-    """Accepts WebSocket handshakes, authenticates them, and starts a Connection for each."""
+Role = Literal["public", "admin"]
+
+class Listener(Actor):
+    """Accepts connections on one port. A WebSocket upgrade is screened, authenticated and
+    served by a Connection (or a PublisherSession on /ws/publish); anything else is HTTP,
+    served by Hypercorn."""
 
     kind: ClassVar[str] = "listener"
     defer_started: ClassVar[bool] = True
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, role: Role = "public") -> None:
         self.server = server
+        self.role = role
         self.port = 0
         self._next_id = 0
         self._next_publisher_id = 0
         settings = server.settings
         self._tokens = TokenVerifier(settings.jwt_secret, leeway_s=settings.jwt_leeway_s)
+        #: The operator routes are left out here (they are on the admin port).
+        self.hides_operator_routes = role == "public" and server.operator_routes_elsewhere()
 
     def describe(self) -> dict[str, Any]:
-        return {"protocol": "ws", "port": self.port}
+        return {"protocol": "http+ws", "role": self.role, "port": self.port}
 
     async def run(self) -> None:
         settings = self.server.settings
-        listeners = await trio.open_tcp_listeners(settings.ws_port, host=settings.host)
-        # Every byte a client sends is checked before trio-websocket reads it (rt/inbound.py).
-        guarded = [GuardedListener(listener, self._limits_for) for listener in listeners]
+        port = settings.port if self.role == "public" else settings.admin_port
+        listeners = await trio.open_tcp_listeners(port or 0, host=settings.host)
+        handed_over = ChannelListener()
+        self._websockets = handed_over
         websockets = WebSocketServer(
             self._handle,
-            cast(Any, guarded),
+            cast(Any, [handed_over]),  # any trio Listener serves; the hint names two
             max_message_size=ECHO_LIMITS.max_message_bytes
             if settings.echo_endpoint
             else settings.max_message_bytes,
             connect_timeout=settings.handshake_timeout_s,
         )
+        self._http = HttpConnections(
+            create_app(self.server, operator_routes=not self.hides_operator_routes)
+        )
         async with trio.open_nursery() as nursery:
             await nursery.start(websockets.run)
+            await nursery.start(trio.serve_listeners, self._front_door, listeners)
             self.port = int(listeners[0].socket.getsockname()[1])
-            self.server.ws_port = self.port
+            self.server.listening(self.role, self.port)
             self.started()
             await self.stop_requested.wait()
+            await self._http.shut_down()
             nursery.cancel_scope.cancel()
+
+    async def _front_door(self, stream: trio.SocketStream) -> None:
+        """Read the request head, then hand the connection to trio-websocket or Hypercorn."""
+        with trio.move_on_after(self.server.settings.handshake_timeout_s):
+            try:
+                head = await read_head(stream)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                head = b""
+        if not head:  # silent for the whole handshake timeout, or gone
+            await trio.aclose_forcefully(stream)
+            return
+        replay = ReplayStream(stream, head)
+        if is_websocket_upgrade(head):
+            # Every byte a client sends from here is checked before trio-websocket reads it.
+            await self._websockets.hand_over(GuardedStream(replay, self._limits_for))
+        else:
+            await self._http.serve(replay)
 
     def _limits_for(self, path: str) -> GuardLimits:
         """What a client's frames may be on ``path``: the echo's, or every dialect's."""
@@ -98,6 +130,9 @@ class WebSocketListener(Actor):
 
     async def _route(self, request: WebSocketRequest, peer: str) -> None:
         path, _, query = request.path.partition("?")
+        if self.hides_operator_routes and is_operator_path(path):
+            await _reject(request, 404, "NOT_FOUND", f"no WebSocket endpoint at {path}")
+            return
         if path == ECHO_PATH and self.server.settings.echo_endpoint:
             await self._handle_echo(request)
             return
@@ -264,46 +299,3 @@ async def _reject(
 
 async def _refuse(request: WebSocketRequest, refusal: Refusal) -> None:
     await _reject(request, refusal.status, refusal.code, refusal.message, refusal.headers)
-
-
-class HttpListener(Actor):
-    """Serves the ASGI app with Hypercorn on Trio."""
-
-    kind: ClassVar[str] = "listener"
-    defer_started: ClassVar[bool] = True
-
-    def __init__(self, server: Server) -> None:
-        self.server = server
-        self.port = 0
-
-    def describe(self) -> dict[str, Any]:
-        return {"protocol": "http", "port": self.port}
-
-    async def run(self) -> None:
-        from .http import create_app
-
-        settings = self.server.settings
-        config = Config()
-        config.bind = [f"{settings.host}:{settings.http_port}"]
-        config.accesslog = None
-        config.errorlog = logging.getLogger("hypercorn.error")
-        config.graceful_timeout = 2.0
-        stopped = trio.Event()
-
-        async def shutdown_trigger() -> None:
-            await stopped.wait()
-
-        async with trio.open_nursery() as nursery:
-            binds = await nursery.start(
-                partial(
-                    hypercorn_serve,
-                    cast(Any, create_app(self.server)),
-                    config,
-                    shutdown_trigger=shutdown_trigger,
-                )
-            )
-            self.port = int(binds[0].rsplit(":", 1)[1])
-            self.server.http_port = self.port
-            self.started()
-            await self.stop_requested.wait()
-            stopped.set()

@@ -178,7 +178,7 @@ def ops_router(server: Server, *, probe_timeout_s: float = PROBE_TIMEOUT_S) -> A
         """Healthy only if an update published now reaches a subscriber (503 otherwise).
 
         ``status``: healthy; degraded (delivering, but slowly or with a feed down: 200);
-        unhealthy (not delivering, or the engine or WebSocket listener is down: 503).
+        unhealthy (not delivering, or the engine or the public listener is down: 503).
         """
         delivery = await probe_delivery(server.hub, timeout_s=probe_timeout_s)
         system = server.system
@@ -188,13 +188,13 @@ def ops_router(server: Server, *, probe_timeout_s: float = PROBE_TIMEOUT_S) -> A
         for cell in system.registry.cells():
             if cell.path == "":
                 uptime_s = cell.uptime_s()
-            elif cell.path in ("engine", "ws", "http"):
+            elif cell.path in ("engine", "public", "admin"):
                 actors[cell.path] = cell.state.value
             elif cell.path == f"feeds/{cell.name}":  # the feeds themselves, not their parts
                 state = cell.actor.describe().get("state", cell.state.value)
                 feeds[cell.name] = str(state)
-        up = {name: actors.get(name, "down") for name in ("engine", "ws", "http")}
-        if not delivery["ok"] or up["engine"] != "running" or up["ws"] != "running":
+        up = {name: actors.get(name, "down") for name in ("engine", *server.ports)}
+        if not delivery["ok"] or up["engine"] != "running" or up["public"] != "running":
             status = "unhealthy"
         elif delivery["latency_ms"] > SLOW_PROBE_S * 1000 or any(
             state not in FEED_OK_STATES for state in feeds.values()
@@ -211,8 +211,7 @@ def ops_router(server: Server, *, probe_timeout_s: float = PROBE_TIMEOUT_S) -> A
                 "topics": len(server.engine.topics()),
             },
             "listeners": {
-                "ws": {"state": up["ws"], "port": server.ws_port},
-                "http": {"state": up["http"], "port": server.http_port},
+                role: {"state": up[role], "port": port} for role, port in server.ports.items()
             },
             "feeds": feeds,
             "connections": server.stats.open,

@@ -9,8 +9,8 @@
     ├── conns       supervisor: one Connection per WebSocket (temporary)
     ├── feeds       supervisor: upstream feeds (--feed), and with --demo-feed the KMarket
     │               demo feed and the UOF simulator with its feed (permanent)
-    ├── http        Hypercorn listener
-    └── ws          WebSocket listener
+    ├── public      the public port: HTTP (Hypercorn) and WebSocket (trio-websocket)
+    └── admin       the operators' port (only with --admin-port)
 
 Children start in this order and stop in reverse: the listeners stop first, so nothing new
 arrives while the rest winds down; the engine closes last.
@@ -38,7 +38,7 @@ from .engine import Engine, MemoryEngine, open_engine
 from .feeds import demo_feed_specs, feed_specs
 from .handshake import OpenSockets
 from .hub import Hub, RoomKeeper
-from .listeners import HttpListener, WebSocketListener
+from .listeners import Listener
 from .settings import Settings
 from .stats import ConnectionStats
 
@@ -68,8 +68,10 @@ class Server:
         self.stats = ConnectionStats()
         self.hub = Hub(system, engine, settings, self.stats)
         self.desk = DeskClient(system)
-        self.ws_port = settings.ws_port
-        self.http_port = settings.http_port
+        #: The ports listened on, once known: "public", and "admin" when configured.
+        self.ports: dict[str, int] = {"public": settings.port}
+        if settings.admin_port is not None:
+            self.ports["admin"] = settings.admin_port
         #: Open WebSockets per address and in all, against their caps (rt/handshake.py).
         self.open_sockets = OpenSockets(
             per_ip=settings.max_connections_per_ip, total=settings.max_connections
@@ -80,21 +82,49 @@ class Server:
             window_s=settings.admin_auth_window_s,
         )
 
-    def own_origins(self) -> tuple[str, str]:
+    def listening(self, role: str, port: int) -> None:
+        self.ports[role] = port
+
+    def operator_routes_elsewhere(self) -> bool:
+        """Whether the public port leaves /debug, /metrics and the admin routes to the
+        admin port."""
+        settings = self.settings
+        return settings.admin_port is not None and not settings.admin_routes_on_public_port
+
+    @property
+    def port(self) -> int:
+        return self.ports["public"]
+
+    # One port serves both; the two names stay for what reads them.
+    ws_port = http_port = port
+
+    @property
+    def admin_port(self) -> int | None:
+        return self.ports.get("admin")
+
+    def own_origins(self) -> tuple[str, ...]:
         """The origins of this server's own pages, allowed to open WebSockets."""
         host = self.settings.host
-        return (f"http://{host}:{self.http_port}", f"http://{host}:{self.ws_port}")
+        return tuple(f"http://{host}:{port}" for port in self.ports.values())
 
     @property
     def ws_url(self) -> str:
-        return f"ws://{self.settings.host}:{self.ws_port}"
+        return f"ws://{self.settings.host}:{self.port}"
 
     @property
     def http_url(self) -> str:
-        return f"http://{self.settings.host}:{self.http_port}"
+        return f"http://{self.settings.host}:{self.port}"
+
+    @property
+    def admin_url(self) -> str | None:
+        port = self.admin_port
+        return None if port is None else f"http://{self.settings.host}:{port}"
 
     def ready_line(self) -> str:
-        return f"rt ready ws={self.ws_url} http={self.http_url}"
+        line = f"rt ready ws={self.ws_url} http={self.http_url}"
+        if self.admin_url is not None:
+            line += f" admin={self.admin_url}"
+        return line
 
 
 def make_engine(settings: Settings) -> Engine:
@@ -194,8 +224,9 @@ async def open_server(settings: Settings) -> AsyncIterator[Server]:
                 ),
             )
         )
-        await system.spawn(ChildSpec("http", lambda: HttpListener(server)))
-        await system.spawn(ChildSpec("ws", lambda: WebSocketListener(server)))
+        await system.spawn(ChildSpec("public", lambda: Listener(server, "public")))
+        if settings.admin_port is not None:
+            await system.spawn(ChildSpec("admin", lambda: Listener(server, "admin")))
         yield server
 
 

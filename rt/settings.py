@@ -19,8 +19,12 @@ def wall_ms() -> int:
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     host: str = "127.0.0.1"
-    ws_port: int = 8080
-    http_port: int = 8081
+    #: The public port: HTTP and WebSocket (0: any free port).
+    port: int = 8080
+    #: A second port for operators (/debug, /metrics, admin routes); None: off, 0: any free.
+    admin_port: int | None = None
+    #: With an admin port, whether the public port still serves the operator routes.
+    admin_routes_on_public_port: bool = True
     engine_url: str = "memory"
     demo_feed: bool = True
     dev: bool = False

@@ -42,8 +42,7 @@ def free_port() -> int:
 async def main(args: argparse.Namespace) -> None:
     settings = Settings(
         host="127.0.0.1",
-        ws_port=args.ws_port or free_port(),
-        http_port=args.http_port or free_port(),
+        port=args.ws_port or free_port(),
         demo_feed=False,
         jwt_secret=os.environ["RT_JWT_SECRET"],
         admin_token=os.environ.get("RT_ADMIN_TOKEN", ""),
@@ -73,8 +72,7 @@ async def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ws-port", type=int, default=0)
-    parser.add_argument("--http-port", type=int, default=0)
+    parser.add_argument("--ws-port", type=int, default=0, help="the one port (HTTP too)")
     parser.add_argument("--publisher", choices=["inprocess", "none"], default="inprocess")
     logging.basicConfig(level=os.environ.get("BENCH_RT_LOG", "WARNING"), stream=sys.stderr)
     try:

@@ -356,8 +356,7 @@ async def run_seed(seed: int) -> Figures:
     started = time.monotonic()
     s = settings(
         host="127.0.0.1",
-        ws_port=0,
-        http_port=0,
+        port=0,
         demo_feed=True,
         demo_seed=seed,
         dev=False,

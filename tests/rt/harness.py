@@ -33,7 +33,7 @@ SECRET = "test-secret-" + "x" * 32
 
 def settings(**overrides: Any) -> Settings:
     base = Settings(
-        ws_port=0, http_port=0, demo_feed=False, jwt_secret=SECRET, admin_token="admin-token-0123456789abcdef0123456789abcdef"
+        port=0, demo_feed=False, jwt_secret=SECRET, admin_token="admin-token-0123456789abcdef0123456789abcdef"
     )
     return replace(base, **overrides)
 

@@ -24,7 +24,9 @@ from rt.cli import build_parser, build_settings, main, settings_from_env
 from rt.server import GC_THRESHOLDS, tune_gc
 from tests.rt.harness import SECRET
 
-READY = re.compile(r"^rt ready ws=ws://([\d.]+):(\d+) http=http://([\d.]+):(\d+)$")
+READY = re.compile(
+    r"^rt ready ws=ws://([\d.]+):(\d+) http=http://([\d.]+):(\d+)(?: admin=http://[\d.]+:\d+)?$"
+)
 RT = [sys.executable, "-m", "rt.cli"]
 
 
@@ -67,10 +69,10 @@ def serving(
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_serve_prints_ready_and_exits_cleanly_on_signal(sig: signal.Signals) -> None:
     env = _env(RT_JWT_SECRET=SECRET, RT_DEMO_FEED="false")
-    with serving("--ws-port", "0", "--http-port", "0", env=env) as (proc, ready):
-        ws_host, ws_port, http_host, http_port = ready.groups()
+    with serving("--port", "0", env=env) as (proc, ready):
+        ws_host, ws_port, http_host, http_port = ready.groups()[:4]
         assert ws_host == http_host == "127.0.0.1"
-        assert int(ws_port) > 0 and int(http_port) > 0 and ws_port != http_port
+        assert int(ws_port) > 0 and ws_port == http_port  # one port serves both
         health = httpx.get(f"http://127.0.0.1:{http_port}/api/ws/health", timeout=5)
         assert health.json() == {"connections": 0, "topics": 0, "messages_sent": 0}
         start = time.monotonic()
@@ -93,7 +95,7 @@ def test_options_come_from_the_environment_too() -> None:
 
 def test_dev_mode_generates_and_prints_the_secrets_once() -> None:
     proc = subprocess.Popen(
-        [*RT, "serve", "--dev", "--no-demo-feed", "--ws-port", "0", "--http-port", "0"],
+        [*RT, "serve", "--dev", "--no-demo-feed", "--port", "0"],
         env=_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -121,7 +123,7 @@ def test_dev_mode_generates_and_prints_the_secrets_once() -> None:
 
 def test_without_dev_a_missing_secret_is_a_clear_error() -> None:
     result = subprocess.run(
-        [*RT, "serve", "--ws-port", "0", "--http-port", "0"],
+        [*RT, "serve", "--port", "0"],
         env=_env(),
         capture_output=True,
         text=True,
@@ -141,7 +143,7 @@ def test_a_short_secret_is_refused_at_startup() -> None:
 
 def test_a_short_admin_token_is_refused_at_startup_in_one_line() -> None:
     result = subprocess.run(
-        [*RT, "serve", "--ws-port", "0", "--http-port", "0"],
+        [*RT, "serve", "--port", "0"],
         env=_env(RT_JWT_SECRET=SECRET, RT_ADMIN_TOKEN="x"),
         capture_output=True,
         text=True,
@@ -165,21 +167,22 @@ def test_settings_defaults_and_env_parsing() -> None:
     settings = build_settings(
         _parse(["serve"]), {"RT_IDLE_TIMEOUT_S": "30", "RT_DEMO_MARKETS": "7, 8", "RT_DEV": "yes"}
     )
-    assert (settings.host, settings.ws_port, settings.http_port) == ("127.0.0.1", 8080, 8081)
+    assert (settings.host, settings.port, settings.admin_port) == ("127.0.0.1", 8080, None)
     assert (settings.engine_url, settings.demo_feed) == ("memory", True)
     assert settings.idle_timeout_s == 30.0
     assert settings.demo_markets == ("7", "8")
     assert settings.dev is True
     flags = build_settings(
-        _parse(["serve", "--host", "0.0.0.0", "--no-demo-feed", "--ws-port", "9"]),
-        {"RT_HOST": "10.0.0.1", "RT_WS_PORT": "1"},
+        _parse(["serve", "--host", "0.0.0.0", "--no-demo-feed", "--port", "9"]),
+        {"RT_HOST": "10.0.0.1", "RT_PORT": "1", "RT_ADMIN_PORT": "9090"},
     )
-    assert (flags.host, flags.ws_port, flags.demo_feed) == ("0.0.0.0", 9, False)
+    assert (flags.host, flags.port, flags.demo_feed) == ("0.0.0.0", 9, False)
+    assert flags.admin_port == 9090
 
 
 def test_a_bad_environment_value_names_the_variable() -> None:
-    with pytest.raises(SystemExit, match="RT_WS_PORT has an invalid value 'x'"):
-        settings_from_env({"RT_WS_PORT": "x"})
+    with pytest.raises(SystemExit, match="RT_PORT has an invalid value 'x'"):
+        settings_from_env({"RT_PORT": "x"})
     with pytest.raises(SystemExit, match="RT_DEMO_FEED must be true or false"):
         settings_from_env({"RT_DEMO_FEED": "maybe"})
 
@@ -196,7 +199,7 @@ def test_rt_token_prints_a_verifiable_token(
 
 def test_rt_tail_prints_the_live_stream() -> None:
     env = _env(RT_JWT_SECRET=SECRET, RT_DEMO_FEED="false", RT_ADMIN_TOKEN="admin-token-0123456789abcdef0123456789abcdef")
-    with serving("--ws-port", "0", "--http-port", "0", env=env) as (server, ready):
+    with serving("--port", "0", env=env) as (server, ready):
         ws_port, http_port = ready.group(2), ready.group(4)
         tail = subprocess.Popen(
             [
@@ -204,9 +207,7 @@ def test_rt_tail_prints_the_live_stream() -> None:
                 "tail",
                 "--market",
                 "1001",
-                "--ws",
-                f"ws://127.0.0.1:{ws_port}",
-                "--http",
+                "--url",
                 f"http://127.0.0.1:{http_port}",
             ],
             env=env,
@@ -254,7 +255,7 @@ def _parse(argv: list[str]) -> object:
 def test_log_json_prints_one_json_object_per_line() -> None:
     env = _env(RT_JWT_SECRET=SECRET, RT_DEMO_FEED="false")
     proc = subprocess.Popen(
-        [*RT, "serve", "--log-json", "--ws-port", "0", "--http-port", "0"],
+        [*RT, "serve", "--log-json", "--port", "0"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -294,7 +295,7 @@ def test_simulator_to_rt_to_a_seed_000_client() -> None:
         assert ready.startswith("rt sim ready ws://127.0.0.1:"), ready
         feed_url = ready.split()[-1]
         env = _env(RT_JWT_SECRET=SECRET, RT_DEMO_FEED="false")
-        args = ("--feed", feed_url, "--feed-grace", "3", "--ws-port", "0", "--http-port", "0")
+        args = ("--feed", feed_url, "--feed-grace", "3", "--port", "0")
         with serving(*args, env=env) as (server, served):
             ws_port = int(served.group(2))
             event = trio.run(_first_event_snapshot, ws_port)
@@ -354,7 +355,7 @@ def test_serving_tunes_the_collector_for_rare_full_collections() -> None:
 
 def test_rt_tail_stops_on_a_refused_token_with_the_servers_reason() -> None:
     env = _env(RT_JWT_SECRET=SECRET, RT_DEMO_FEED="false")
-    with serving("--ws-port", "0", "--http-port", "0", env=env) as (server, ready):
+    with serving("--port", "0", env=env) as (server, ready):
         ws_port, http_port = ready.group(2), ready.group(4)
         tail = subprocess.run(
             [
@@ -362,9 +363,7 @@ def test_rt_tail_stops_on_a_refused_token_with_the_servers_reason() -> None:
                 "tail",
                 "--market",
                 "1001",
-                "--ws",
-                f"ws://127.0.0.1:{ws_port}",
-                "--http",
+                "--url",
                 f"http://127.0.0.1:{http_port}",
                 "--token",
                 "not-a-token",
@@ -386,8 +385,7 @@ def test_rt_tail_stops_on_a_refused_token_with_the_servers_reason() -> None:
 def test_rt_tail_without_a_server_says_it_retries_on_stderr() -> None:
     with socket_on_free_port() as port:  # bound, not listening: every connect is refused
         tail = subprocess.Popen(
-            [*RT, "tail", "--market", "1001", "--ws", f"ws://127.0.0.1:{port}",
-             "--http", f"http://127.0.0.1:{port}"],
+            [*RT, "tail", "--market", "1001", "--url", f"http://127.0.0.1:{port}"],
             env=_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -412,12 +410,12 @@ def test_rt_tail_help_describes_every_flag() -> None:
     (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     tail = commands.choices["tail"]
     flags = [a for a in tail._actions if a.option_strings and a.dest != "help"]
-    assert {a.option_strings[0] for a in flags} == {"--market", "--ws", "--http", "--token", "--user"}
+    assert {a.option_strings[0] for a in flags} == {"--market", "--url", "--token", "--user"}
     for action in flags:
         assert action.help and len(action.help) > 20, action.option_strings
     assert tail.description and "stdout" in tail.description
     result = subprocess.run([*RT, "tail", "--help"], capture_output=True, text=True, timeout=20)
-    assert result.returncode == 0 and "RT_WS_URL" in result.stdout
+    assert result.returncode == 0 and "RT_URL" in result.stdout
 
 
 @contextmanager

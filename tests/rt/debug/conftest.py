@@ -28,7 +28,7 @@ async def server(request: pytest.FixtureRequest) -> AsyncIterator[Server]:
     """A whole server on 127.0.0.1 (both listeners on free ports), without the demo feed."""
     marker = request.node.get_closest_marker("debug_settings")
     overrides: dict[str, Any] = dict(marker.kwargs) if marker is not None else {}
-    options: dict[str, Any] = {"ws_port": 0, "http_port": 0, "demo_feed": False}
+    options: dict[str, Any] = {"port": 0, "demo_feed": False}
     async with open_server(settings(**(options | overrides))) as running:
         yield running
 

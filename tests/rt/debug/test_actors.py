@@ -83,8 +83,7 @@ async def test_the_tree_with_every_documented_field(
         "desks",
         "conns",
         "feeds",
-        "http",
-        "ws",
+        "public",
     ]
     nodes = walk(tree)
     for node in nodes:
@@ -96,8 +95,11 @@ async def test_the_tree_with_every_documented_field(
         assert isinstance(node["uptime_s"], float) and node["uptime_s"] >= 0
         if is_supervisor:
             assert node["info"].keys() == {"strategy", "max_restarts", "period_s"}
-    assert find(tree, "http")["info"] == {"protocol": "http", "port": server.http_port}
-    assert find(tree, "ws")["info"] == {"protocol": "ws", "port": server.ws_port}
+    assert find(tree, "public")["info"] == {
+        "protocol": "http+ws",
+        "role": "public",
+        "port": server.port,
+    }
 
     kinds: dict[str, int] = {}
     for node in nodes:

@@ -81,7 +81,7 @@ async def test_arm_list_and_disarm(
     )
     assert response.status_code == 201
     second = fault(
-        2, "delay", kind="listener", delay_s=0.5, after=2, count=3, matches=["http", "ws"]
+        2, "delay", kind="listener", delay_s=0.5, after=2, count=3, matches=["public"]
     )
     assert response.json() == second
     response = await http.post(
@@ -280,7 +280,7 @@ BAD: list[tuple[Any, str]] = [
     ),
     ({"action": "crash"}, "give exactly one of actor (a path or a name) or kind"),
     (
-        {"action": "crash", "actor": "ws", "kind": "room"},
+        {"action": "crash", "actor": "public", "kind": "room"},
         "give exactly one of actor (a path or a name) or kind",
     ),
     ({"action": "crash", "actor": ""}, 'expected actor to be a non-empty string, got ""'),

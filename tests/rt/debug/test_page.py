@@ -145,7 +145,7 @@ def drive(url: str, token: str, profile: Path, publish: Callable[[int], None]) -
         assert driver.execute_script(f"return sessionStorage.getItem('{TOKEN_KEY}')") == token
         assert token not in driver.current_url
         shown = rows(driver)
-        for path in ("engine", "conns", "feeds", "feeds/demo", "rooms/market:1001", "http", "ws"):
+        for path in ("engine", "conns", "feeds", "feeds/demo", "rooms/market:1001", "public"):
             assert path in shown, sorted(shown)
         assert sum(1 for r in shown.values() if r.get_attribute("data-kind") == "connection") == 2
         # The crashed room stands out, with its restart and its error.
@@ -199,7 +199,7 @@ def drive(url: str, token: str, profile: Path, publish: Callable[[int], None]) -
         )
         driver.find_element(By.ID, "problems-only").click()
         Select(driver.find_element(By.ID, "kind-filter")).select_by_value("")
-        until(driver, lambda d: "ws" in rows(d), "the whole tree again")
+        until(driver, lambda d: "public" in rows(d), "the whole tree again")
 
         # Arm a fault from the form, on a room picked by clicking its name in the tree.
         rows(driver)["rooms/market:1003"].find_element(By.CSS_SELECTOR, "td.name .pick").click()

@@ -36,8 +36,7 @@ def e2e_settings(**overrides: Any) -> Settings:
     """The harness settings on free ports, without the demo feed, in production mode."""
     base: dict[str, Any] = {
         "host": "127.0.0.1",
-        "ws_port": 0,
-        "http_port": 0,
+        "port": 0,
         "demo_feed": False,
         "dev": False,
         "wall_ms": lambda: FIXED_TS,

@@ -23,7 +23,7 @@ async def test_a_stalled_connections_supervisor_refuses_new_clients_with_1013(
         await existing.ping()  # a client already connected is untouched
         server.system.faults.disarm(fault.id)
         listener = server.system.tree()["children"][-1]
-        assert (listener["name"], listener["restarts"]) == ("ws", 0)  # never crashed
+        assert (listener["name"], listener["restarts"]) == ("public", 0)  # never crashed
         with trio.fail_after(5):
             async with connect(server) as fresh:
                 await fresh.ping()

@@ -37,8 +37,7 @@ async def test_health_is_a_delivery_check_with_its_latency(
     assert 0 <= delivery["latency_ms"] < 1000
     assert health["engine"] == {"state": "running", "url": "memory", "topics": 1}
     assert health["listeners"] == {
-        "ws": {"state": "running", "port": server.ws_port},
-        "http": {"state": "running", "port": server.http_port},
+        "public": {"state": "running", "port": server.port},
     }
     assert health["feeds"] == {}
     assert health["connections"] == 0
@@ -164,7 +163,7 @@ async def test_a_connection_by_id_and_404_for_anything_else(
         assert node["info"]["user"] == 1
         assert node["info"]["subscriptions"] == 2
         assert "token" not in response.text
-    for unknown in ("c999", "ws", "engine"):
+    for unknown in ("c999", "public", "engine"):
         response = await http.get(f"/realtime/connections/{unknown}")
         assert response.status_code == 404
         assert response.json() == {
