@@ -28,6 +28,7 @@ from actors import ActorSystem
 from .auth import bearer_token, is_admin_token
 from .frames import frame_text
 from .hub import Hub
+from .jsontext import loads
 from .metrics import live_connections, totals
 from .model import Json, Update
 from .outbox import Outbox
@@ -267,9 +268,10 @@ def ops_router(server: Server, *, probe_timeout_s: float = PROBE_TIMEOUT_S) -> A
         if refused is not None:
             return refused
         try:
-            body = await request.json()
-        except ValueError:
-            return _error(400, "INVALID_REQUEST", "the body is not valid JSON")
+            # rt's own parser: a NaN or a lone surrogate in ``data`` could be sent to nobody.
+            body = loads((await request.body()).decode("utf-8"))
+        except ValueError as exc:
+            return _error(400, "INVALID_REQUEST", f"the body is not valid JSON: {exc}")
         problem = _broadcast_problem(body)
         if problem is not None:
             return _error(400, "INVALID_REQUEST", problem)

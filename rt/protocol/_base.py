@@ -9,11 +9,10 @@ executes them; nothing here touches a socket, a clock or an actor.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..jsontext import show
+from ..jsontext import loads, show
 from ..model import Json, Update
 
 
@@ -29,9 +28,11 @@ class ProtocolError(Exception):
 
 def parse_message(text: str, *, bad_json: str, bad_message: str) -> dict[str, Any]:
     """A client's text message as a JSON object with a string ``type``; otherwise a
-    ProtocolError with the dialect's code for text that is not JSON, or for the rest."""
+    ProtocolError with the dialect's code for text that is not JSON or that rt's limits
+    refuse (rt/jsontext.py: depth, number length, NaN, duplicate keys, lone surrogates), or
+    with its code for the rest."""
     try:
-        message = json.loads(text)
+        message = loads(text)
     except ValueError as exc:
         raise ProtocolError(bad_json, f"message is not valid JSON: {exc}") from None
     if not isinstance(message, dict):
