@@ -130,6 +130,32 @@ class Hub:
     def subscribers_of(self, topic: str) -> dict[int, Outbox]:
         return self._subscribers.setdefault(topic, {})
 
+    def opens_new_topic(self, topic: str) -> bool:
+        """True when joining ``topic`` would start a room for a topic nobody has open and
+        nothing was ever published to: what a client inventing names does."""
+        return (
+            topic not in self._subscribers
+            and topic not in self._joining
+            and self.system.lookup(room_path(topic)) is None
+            and self.engine.position(topic)[1] == 0
+        )
+
+    def room_idled_out(self, topic: str, subscribers: dict[int, Outbox]) -> None:
+        """The room of ``topic`` stops for want of subscribers: forget every index entry of
+        the topic, so that a client inventing names leaves nothing behind once its rooms
+        have idled out. Called by the room in the same step as it stops (no await between),
+        so no join can slip in; a later join makes a fresh entry and a fresh room."""
+        if not subscribers and self._subscribers.get(topic) is subscribers:
+            del self._subscribers[topic]
+        if not self._joining.get(topic):
+            self._joining.pop(topic, None)
+        self._behind.discard(topic)
+        self._orphans.discard(topic)
+
+    def topics_indexed(self) -> int:
+        """How many topics the Hub holds an entry for (a test checks they are released)."""
+        return len(self._subscribers.keys() | self._joining.keys() | self._behind | self._orphans)
+
     def subscriber_count(self) -> int:
         return sum(len(s) for s in self._subscribers.values())
 
@@ -179,8 +205,9 @@ class Hub:
                 del self._joining[topic]
         subscribers = self._subscribers.get(topic)
         if subscribers is not None:
-            # Kept even when empty: the room fans out from this very dict (and so does its
-            # next incarnation); a fresh one would leave whoever joins next out of our reach.
+            # Kept even when empty while the room lives: it fans out from this very dict (and
+            # so does its next incarnation after a crash); the room releases it when it idles
+            # out (room_idled_out).
             if subscribers.pop(id(outbox), None) is not None and not subscribers:
                 room = self.system.lookup(room_path(topic))
                 if room is not None:

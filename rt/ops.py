@@ -80,6 +80,9 @@ class _ProbeCodec:
 
     name = "probe"
 
+    def encode_error(self, code: str, message: str) -> str:
+        return f"probe error {code}"
+
     def encode_update(self, update: Update) -> str:
         return f"probe update {update.seq}"
 

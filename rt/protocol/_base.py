@@ -51,9 +51,16 @@ def parse_message(text: str, *, bad_json: str, bad_message: str) -> dict[str, An
 
 @dataclass(frozen=True, slots=True)
 class Send:
-    """Queue this text on the connection (in order with everything else it sends)."""
+    """Queue this text on the connection (in order with everything else it sends).
+
+    ``error``: the text is the dialect's error answering a message the client should not
+    have sent (not JSON, not a known command, a bad field, a limit). Such answers count
+    against the connection's budget of invalid messages (``max_invalid_messages`` per
+    ``invalid_window_s``): past it, the connection closes with 4429.
+    """
 
     text: str
+    error: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +106,11 @@ class Session(Protocol):
 
     def subscriptions(self) -> int: ...
 
+    def forget(self, topic: str) -> None:
+        """The connection did not join ``topic`` after all (a limit of the shared layer
+        refused it, and told the client so): drop it from the session's subscriptions."""
+        ...
+
     def ticket_answer(self, answer: Json) -> str:
         """The text that answers a Submit (the desk's receipt, or its error)."""
         ...
@@ -108,6 +120,10 @@ class Codec(Protocol):
     """Encodes canonical events for one dialect. Implementations are stateless and shared."""
 
     name: str
+
+    def encode_error(self, code: str, message: str) -> str:
+        """The dialect's error message (the connection's own refusals use it too)."""
+        ...
 
     def encode_update(self, update: Update) -> str: ...
 
