@@ -68,6 +68,8 @@ log = logging.getLogger(__name__)
 
 #: Too many messages, or too many invalid ones: the close reason says which.
 CLOSE_LIMIT = 4429
+#: How long a connection closing for a limit may take to write what it has queued.
+LAST_WORDS_S = 1.0
 
 
 class Connection(SocketActor):
@@ -133,6 +135,8 @@ class Connection(SocketActor):
         self.hub.user_connected(self.user_id)
         try:
             await self.serve_socket()
+            if self._close is not None and self._close[0] == CLOSE_LIMIT:
+                await self._last_words()
         finally:
             self.stats.open -= 1
             by_dialect[dialect] -= 1
@@ -183,6 +187,15 @@ class Connection(SocketActor):
                 f"more than {settings.max_invalid_messages} invalid messages within "
                 f"{settings.invalid_window_s:g} s",
             )
+
+    async def _last_words(self) -> None:
+        """Before closing for a limit, write what is queued (the error saying why), for at
+        most a second: a client flooding us may not be reading."""
+        with trio.move_on_after(LAST_WORDS_S):
+            try:
+                await self._drain()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass  # the client is gone: nobody to tell
 
     def _close_for_limit(self, reason: str, why: str) -> None:
         self.stats.limit_closes += 1
