@@ -44,7 +44,7 @@ async def test_the_eleventh_invalid_message_within_a_minute_closes_with_4429(
     autojump_clock: Any,
 ) -> None:
     async with open_core() as core, core.connect(memory=True) as ws:
-        for i in range(10):
+        for _ in range(10):
             await ws.send_message("{nope")
             assert (await receive(ws))["code"] == "INVALID_JSON"
             await trio.sleep(5)  # all ten within 50 s
