@@ -15,8 +15,9 @@ import trio
 
 from actors import (
     Actor,
-    ActorRef,
     ActorSystem,
+    AskFailed,
+    AskTimeout,
     ChildSpec,
     MailboxClosed,
     MailboxFull,
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 
 ROOMS = "rooms"
 USERS = "users"
+#: How soon the keeper tries again to start a room it could not start.
+ORPHAN_RETRY_S = 0.05
 
 
 def room_path(topic: str) -> str:
@@ -76,6 +79,7 @@ class Hub:
         self._behind: set[str] = set()  # rooms sent a CatchUp they have not handled yet
         self._orphans: set[str] = set()  # topics with subscribers and no room
         self._orphaned = trio.Event()
+        self._unstartable: set[str] = set()  # rooms the keeper failed to start, logged once
         self._user_connections: dict[str, int] = {}
         self._user_positions: dict[str, int] = {}
         self.messages_published = 0
@@ -115,15 +119,29 @@ class Hub:
         self._behind.discard(topic)
 
     async def serve_orphans(self) -> None:
-        """Restart the room of every topic found with subscribers and no room (the
-        RoomKeeper actor runs this); the new room brings each subscriber up to date."""
+        """Start the room of every topic found with subscribers or joins and no room (the
+        RoomKeeper actor runs this): topics whose room a crashed supervisor took with it,
+        and topics joined while they had no room. The new room serves the pending joins
+        and brings each subscriber up to date. A room that cannot be started now (it is
+        waiting out its restart backoff, or its supervisor is busy restarting) is tried
+        again shortly: nothing is lost, the joins wait in the table."""
         while True:
             await self._orphaned.wait()
             self._orphaned = trio.Event()
+            retry: set[str] = set()
             while self._orphans:
                 topic = self._orphans.pop()
-                if self._subscribers.get(topic) or self._joining.get(topic):
-                    await self._room(topic)
+                if not (self._subscribers.get(topic) or self._joining.get(topic)):
+                    self._unstartable.discard(topic)
+                    continue
+                if self.system.lookup(room_path(topic)) is not None:
+                    continue
+                if not await self._start_room(topic):
+                    retry.add(topic)
+            if retry:
+                self._orphans |= retry
+                await trio.sleep(ORPHAN_RETRY_S)
+                self._orphaned.set()
 
     # -- subscribers ----------------------------------------------------------------------
 
@@ -154,7 +172,8 @@ class Hub:
 
     def topics_indexed(self) -> int:
         """How many topics the Hub holds an entry for (a test checks they are released)."""
-        return len(self._subscribers.keys() | self._joining.keys() | self._behind | self._orphans)
+        indexed = self._subscribers.keys() | self._joining.keys()
+        return len(indexed | self._behind | self._orphans | self._unstartable)
 
     def subscriber_count(self) -> int:
         return sum(len(s) for s in self._subscribers.values())
@@ -173,13 +192,18 @@ class Hub:
         subscription = outbox.expect(topic, since, lossless=topic.startswith(USER_PREFIX))
         message = JoinRoom(outbox, since, epoch, announce, subscription)
         self._joining.setdefault(topic, {})[id(outbox)] = message
-        while True:
-            room = await self._room(topic)
+        room = self.system.lookup(room_path(topic))
+        if room is not None:
             try:
                 await room.tell(message)
                 return
             except MailboxClosed:
-                continue  # it was stopping as we arrived; the next one will take us
+                pass  # it was stopping as we arrived
+        # No room (or a stopping one): the keeper starts it, and the new room serves the
+        # joins waiting in the table. The connection never waits on a supervisor, which
+        # may be busy (restarting rooms) or restarting itself.
+        self._orphans.add(topic)
+        self._orphaned.set()
 
     def take_join(self, topic: str, join: JoinRoom) -> bool:
         """Called by the room about to serve ``join``: False if it was served already (by a
@@ -219,20 +243,25 @@ class Hub:
             # Bounded: an outbox asks at most once per topic until its snapshot arrives.
             room.tell_control(ResyncRequest(outbox))
 
-    async def _room(self, topic: str) -> ActorRef:
+    async def _start_room(self, topic: str) -> bool:
+        """Start the room of ``topic``; False if that cannot be done now (try again)."""
         path = room_path(topic)
         under, _, name = path.partition("/")
         kind = UserRoom if under == USERS else MarketRoom
-        while True:
-            room = self.system.lookup(path)
-            if room is not None:
-                return room
-            spec = ChildSpec(name, lambda: kind(topic, self), restart=Restart.TRANSIENT)
-            try:
-                return await self.system.spawn(spec, under=under)
-            except NameTaken:
-                # Another join started it, or it is restarting after a crash: look again soon.
-                await trio.sleep(0.005)
+        spec = ChildSpec(name, lambda: kind(topic, self), restart=Restart.TRANSIENT)
+        try:
+            await self.system.spawn(spec, under=under)
+        except NameTaken:
+            return False  # restarting after a crash; it serves the pending joins itself
+        except (AskFailed, AskTimeout, LookupError, MailboxClosed, MailboxFull) as exc:
+            # Its supervisor is busy, stopping or being restarted, or the room failed to
+            # start (its engine): the table keeps the joins. Said once per topic.
+            if topic not in self._unstartable:
+                self._unstartable.add(topic)
+                log.warning("%s: cannot start the room now (%r); trying again", path, exc)
+            return False
+        self._unstartable.discard(topic)
+        return True
 
     # -- users --------------------------------------------------------------------------
 
