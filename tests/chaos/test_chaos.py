@@ -18,17 +18,23 @@ import gc
 import json
 import os
 import random
+import socket
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 import pytest
 import trio
-from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
+from trio_websocket import (
+    ConnectionClosed,
+    HandshakeError,
+    open_websocket_url,
+    wrap_client_stream,
+)
 
 from rt.client import KMarketClient
 from rt.server import Server, open_server
@@ -44,6 +50,10 @@ SETTLE_S = 15.0
 TASK_TOLERANCE = 5
 #: RSS growth allowed over one run (bytes): generous, RSS rarely shrinks.
 RSS_TOLERANCE = 96 * 1024 * 1024
+#: The KMarket clients' socket receive buffer (bytes): small, so that a reader that pauses
+#: fills it within a second and the server's outbox sees the backlog (the slow-consumer
+#: steps: coalesce, resync, and past the write deadline a 4001 close).
+CLIENT_RCVBUF = 4096
 
 
 def _seeds() -> list[int]:
@@ -105,14 +115,17 @@ async def wait_for(
 
 
 class ChaosKMarketClient(KMarketClient):
-    """A KMarketClient that can pause reading (a slow reader) and counts resyncs."""
+    """A KMarketClient with a small receive buffer that can stop reading (a stalled
+    consumer) or read slowly (a slow one), and counts resyncs."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, on_message=self._seen, **kwargs)
         self.reading = trio.Event()
         self.reading.set()
+        self.read_delay_s = 0.0
         self.resyncs = 0
         self.pauses = 0
+        self.slowdowns = 0
 
     def _seen(self, message: Message) -> None:
         if message.get("type") == "snapshot" and (
@@ -127,23 +140,48 @@ class ChaosKMarketClient(KMarketClient):
 
     def resume_reading(self) -> None:
         self.reading.set()
+        self.read_delay_s = 0.0
+
+    def slow_down(self, delay_s: float) -> None:
+        self.slowdowns += 1
+        self.read_delay_s = delay_s
 
     async def _session(self, url: str) -> None:  # as KMarketClient's, with a reading gate
-        async with open_websocket_url(url) as ws:
-            self.ws = ws
-            self.connects += 1
-            hello = self._hello()
-            then = hello.pop("_then_subscribe", None)
-            await ws.send_message(json.dumps(hello))
-            if then:
-                await ws.send_message(json.dumps({"type": "subscribe", "markets": then}))
-            self.connected.set()
-            while True:
-                await self.reading.wait()
-                message = json.loads(await ws.get_message())
-                self.apply(message)
-                assert self.on_message is not None
-                self.on_message(message)
+        parts = urlsplit(url)
+        assert parts.hostname is not None and parts.port is not None
+        stream = await trio.open_tcp_stream(parts.hostname, parts.port)
+        stream.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, CLIENT_RCVBUF)
+        async with trio.open_nursery() as nursery:
+            try:
+                ws = await wrap_client_stream(
+                    nursery, stream, parts.netloc, f"{parts.path}?{parts.query}"
+                )
+            except BaseException:
+                await stream.aclose()
+                raise
+            try:
+                await self._serve(ws)
+            finally:
+                nursery.cancel_scope.cancel()
+                stream.socket.close()
+
+    async def _serve(self, ws: Any) -> None:
+        self.ws = ws
+        self.connects += 1
+        hello = self._hello()
+        then = hello.pop("_then_subscribe", None)
+        await ws.send_message(json.dumps(hello))
+        if then:
+            await ws.send_message(json.dumps({"type": "subscribe", "markets": then}))
+        self.connected.set()
+        while True:
+            await self.reading.wait()
+            if self.read_delay_s:
+                await trio.sleep(self.read_delay_s)
+            message = json.loads(await ws.get_message())
+            self.apply(message)
+            assert self.on_message is not None
+            self.on_message(message)
 
 
 @dataclass
@@ -240,6 +278,8 @@ class Figures:
     resyncs: int = 0
     conflated: int = 0
     pauses: int = 0
+    slowdowns: int = 0
+    slow_closes: int = 0
     tickets: int = 0
     results: Counter[str] = field(default_factory=Counter)
     tasks_baseline: int = 0
@@ -272,6 +312,11 @@ async def chaos(
             await trio.sleep(seconds)
             client.resume_reading()
 
+        async def slowed(client: ChaosKMarketClient, seconds: float) -> None:
+            client.slow_down(rng.uniform(0.005, 0.03))  # slower than the publisher
+            await trio.sleep(seconds)
+            client.resume_reading()
+
         while trio.current_time() < deadline:
             await trio.sleep(rng.uniform(0.05, 0.3))
             market = rng.choice(MARKETS)
@@ -288,6 +333,7 @@ async def chaos(
                     "drop_socket",
                     "drop_uof_socket",
                     "slow_reader",
+                    "stalled_reader",
                 ]
             )
             now = trio.current_time()
@@ -319,8 +365,11 @@ async def chaos(
             elif action == "drop_uof_socket":
                 rng.choice(uclients).drop()
                 continue
-            else:
-                nursery.start_soon(paused, rng.choice(kclients), rng.uniform(0.2, 1.0))
+            elif action == "slow_reader":
+                nursery.start_soon(slowed, rng.choice(kclients), rng.uniform(0.5, 3.0))
+                continue
+            else:  # stalled_reader: sometimes past the write deadline (2 s): closed with 4001
+                nursery.start_soon(paused, rng.choice(kclients), rng.uniform(0.5, 3.0))
                 continue
             armed.append(fault)
             # Kind-wide faults also match actors started later: keep every fault brief.
@@ -334,6 +383,8 @@ async def publisher(server: Server, rng: random.Random, figures: Figures) -> Non
         n += 1
         market = rng.choice(MARKETS)
         patch: Message = {"n": n, "price": round(rng.uniform(1.01, 9.0), 2)}
+        if rng.random() < 0.2:
+            patch["note"] = "x" * rng.randrange(100, 600)  # some bigger frames
         if rng.random() < 0.3:
             patch["sel"] = {str(rng.randrange(5)): rng.choice([None, rng.randrange(100)])}
         await server.hub.publish(f"market:{market}", patch)
@@ -364,6 +415,11 @@ async def run_seed(seed: int) -> Figures:
         mts_latency_s=0.02,
         max_connections_per_user=50,
         room_idle_s=0.5,  # rooms left without subscribers stop soon: tasks return to baseline
+        # A small outbox and a short write deadline, so that slow and stalled readers reach
+        # every step of the slow-consumer policy within a run.
+        outbox_capacity=96,
+        outbox_high_water=32,
+        write_deadline_s=2.0,
     )
     async with open_server(s) as server:
         gc.collect()
@@ -425,7 +481,9 @@ async def run_seed(seed: int) -> Figures:
                 figures.reconnects += k.connects - 1
                 figures.resyncs += k.resyncs
                 figures.pauses += k.pauses
+                figures.slowdowns += k.slowdowns
                 figures.conflated += sum(v.conflated for v in k.markets.values())
+            figures.slow_closes = server.stats.slow_closes
             clients.cancel_scope.cancel()
 
         # The server still answers: HTTP health, and a fresh client subscribes.
