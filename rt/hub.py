@@ -15,6 +15,7 @@ import trio
 
 from actors import (
     Actor,
+    ActorRef,
     ActorSystem,
     AskFailed,
     AskTimeout,
@@ -38,6 +39,9 @@ ROOMS = "rooms"
 USERS = "users"
 #: How soon the keeper tries again to start a room it could not start.
 ORPHAN_RETRY_S = 0.05
+#: How long a join waits for its room's supervisor to start the room before leaving it to
+#: the keeper (the StartChild stays queued: the room serves the join when it starts).
+START_ROOM_TIMEOUT_S = 1.0
 
 
 def room_path(topic: str) -> str:
@@ -77,7 +81,9 @@ class Hub:
         # so its next incarnation serves these first (see MarketRoom.on_start).
         self._joining: dict[str, dict[int, JoinRoom]] = {}
         self._behind: set[str] = set()  # rooms sent a CatchUp they have not handled yet
-        self._orphans: set[str] = set()  # topics with subscribers and no room
+        # Topics with subscribers or joins and no room, in the order found (a dict as an
+        # ordered set): the keeper starts their rooms.
+        self._orphans: dict[str, None] = {}
         self._orphaned = trio.Event()
         self._unstartable: set[str] = set()  # rooms the keeper failed to start, logged once
         self._user_connections: dict[str, int] = {}
@@ -97,8 +103,7 @@ class Hub:
         if room is None:
             if self._subscribers.get(update.topic) or self._joining.get(update.topic):
                 # Subscribers but no room: its supervisor was restarted and lost it.
-                self._orphans.add(update.topic)
-                self._orphaned.set()
+                self._orphan(update.topic)
             return
         if update.topic in self._behind:
             return
@@ -128,18 +133,20 @@ class Hub:
         while True:
             await self._orphaned.wait()
             self._orphaned = trio.Event()
-            retry: set[str] = set()
+            retry: list[str] = []
             while self._orphans:
-                topic = self._orphans.pop()
+                topic = next(iter(self._orphans))
+                del self._orphans[topic]
                 if not (self._subscribers.get(topic) or self._joining.get(topic)):
                     self._unstartable.discard(topic)
                     continue
                 if self.system.lookup(room_path(topic)) is not None:
                     continue
-                if not await self._start_room(topic):
-                    retry.add(topic)
+                if await self._start_room(topic) is None:
+                    retry.append(topic)
             if retry:
-                self._orphans |= retry
+                for topic in retry:
+                    self._orphans[topic] = None
                 await trio.sleep(ORPHAN_RETRY_S)
                 self._orphaned.set()
 
@@ -168,12 +175,12 @@ class Hub:
         if not self._joining.get(topic):
             self._joining.pop(topic, None)
         self._behind.discard(topic)
-        self._orphans.discard(topic)
+        self._orphans.pop(topic, None)
 
     def topics_indexed(self) -> int:
         """How many topics the Hub holds an entry for (a test checks they are released)."""
         indexed = self._subscribers.keys() | self._joining.keys()
-        return len(indexed | self._behind | self._orphans | self._unstartable)
+        return len(indexed | self._behind | self._orphans.keys() | self._unstartable)
 
     def subscriber_count(self) -> int:
         return sum(len(s) for s in self._subscribers.values())
@@ -192,18 +199,18 @@ class Hub:
         subscription = outbox.expect(topic, since, lossless=topic.startswith(USER_PREFIX))
         message = JoinRoom(outbox, since, epoch, announce, subscription)
         self._joining.setdefault(topic, {})[id(outbox)] = message
-        room = self.system.lookup(room_path(topic))
+        room = self.system.lookup(room_path(topic)) or await self._start_room(topic)
         if room is not None:
             try:
                 await room.tell(message)
                 return
             except MailboxClosed:
                 pass  # it was stopping as we arrived
-        # No room (or a stopping one): the keeper starts it, and the new room serves the
-        # joins waiting in the table. The connection never waits on a supervisor, which
-        # may be busy (restarting rooms) or restarting itself.
-        self._orphans.add(topic)
-        self._orphaned.set()
+        # No room to be had now: it is waiting out its restart backoff, or its supervisor
+        # is busy or restarting. The join waits in the table; the room, when it starts (by
+        # its supervisor, or by the keeper, told here), serves it. A connection never
+        # fails, nor waits long, because of a room's supervisor.
+        self._orphan(topic)
 
     def take_join(self, topic: str, join: JoinRoom) -> bool:
         """Called by the room about to serve ``join``: False if it was served already (by a
@@ -243,25 +250,33 @@ class Hub:
             # Bounded: an outbox asks at most once per topic until its snapshot arrives.
             room.tell_control(ResyncRequest(outbox))
 
-    async def _start_room(self, topic: str) -> bool:
-        """Start the room of ``topic``; False if that cannot be done now (try again)."""
+    async def _start_room(self, topic: str) -> ActorRef | None:
+        """Start the room of ``topic`` (or find it started by someone else meanwhile); None
+        if that cannot be done now."""
         path = room_path(topic)
         under, _, name = path.partition("/")
         kind = UserRoom if under == USERS else MarketRoom
         spec = ChildSpec(name, lambda: kind(topic, self), restart=Restart.TRANSIENT)
         try:
-            await self.system.spawn(spec, under=under)
+            room = await self.system.spawn(spec, under=under, timeout_s=START_ROOM_TIMEOUT_S)
         except NameTaken:
-            return False  # restarting after a crash; it serves the pending joins itself
+            # Started by another join just before us, or restarting after a crash (then it
+            # serves the pending joins itself).
+            return self.system.lookup(path)
         except (AskFailed, AskTimeout, LookupError, MailboxClosed, MailboxFull) as exc:
             # Its supervisor is busy, stopping or being restarted, or the room failed to
             # start (its engine): the table keeps the joins. Said once per topic.
             if topic not in self._unstartable:
                 self._unstartable.add(topic)
                 log.warning("%s: cannot start the room now (%r); trying again", path, exc)
-            return False
+            return None
         self._unstartable.discard(topic)
-        return True
+        return room
+
+    def _orphan(self, topic: str) -> None:
+        """Have the keeper start the room of ``topic`` (first come, first served)."""
+        self._orphans[topic] = None
+        self._orphaned.set()
 
     # -- users --------------------------------------------------------------------------
 
