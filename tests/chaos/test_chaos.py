@@ -151,19 +151,20 @@ class ChaosKMarketClient(KMarketClient):
         assert parts.hostname is not None and parts.port is not None
         stream = await trio.open_tcp_stream(parts.hostname, parts.port)
         stream.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, CLIENT_RCVBUF)
+        ended: Exception | None = None  # raised after the nursery, not in a group
         async with trio.open_nursery() as nursery:
             try:
                 ws = await wrap_client_stream(
                     nursery, stream, parts.netloc, f"{parts.path}?{parts.query}"
                 )
-            except BaseException:
-                await stream.aclose()
-                raise
-            try:
                 await self._serve(ws)
+            except (OSError, HandshakeError, ConnectionClosed) as exc:
+                ended = exc
             finally:
                 nursery.cancel_scope.cancel()
                 stream.socket.close()
+        if ended is not None:
+            raise ended
 
     async def _serve(self, ws: Any) -> None:
         self.ws = ws
@@ -383,8 +384,12 @@ async def publisher(server: Server, rng: random.Random, figures: Figures) -> Non
         n += 1
         market = rng.choice(MARKETS)
         patch: Message = {"n": n, "price": round(rng.uniform(1.01, 9.0), 2)}
-        if rng.random() < 0.2:
-            patch["note"] = "x" * rng.randrange(100, 600)  # some bigger frames
+        if rng.random() < 0.3:
+            patch["note"] = "x" * rng.randrange(500, 3000)  # bigger frames fill buffers sooner
+        if rng.random() < 0.1:
+            # A key that turns from a scalar (or null) into an object: two such patches have
+            # no single equivalent patch, so a lagging reader is resynced, not coalesced.
+            patch["flip"] = rng.choice([None, n, {"at": n}])
         if rng.random() < 0.3:
             patch["sel"] = {str(rng.randrange(5)): rng.choice([None, rng.randrange(100)])}
         await server.hub.publish(f"market:{market}", patch)
