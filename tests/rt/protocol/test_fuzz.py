@@ -24,8 +24,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rt.auth import Claims
+from rt.desk import parse_ticket
 from rt.dialects import BY_PATH, Dialect, SessionContext
-from rt.protocol._base import Send, Session
+from rt.protocol._base import ProtocolError, Send, Session, Submit
 from rt.settings import Settings
 
 #: dialect name -> (its command types, the field names its commands read). One line each.
@@ -149,6 +150,12 @@ def check(dialect: Dialect, session: Session, text: str, certainly_invalid: bool
             reply = json.loads(action.text)
             if action.error:
                 assert shape(reply) == error_shape, action.text
+        elif type(action) is Submit:
+            # The ticket desk validates what the session hands it: a Ticket or its error.
+            try:
+                parse_ticket(action.ticket)
+            except ProtocolError as exc:
+                assert exc.code == "INVALID_TICKET"
     if certainly_invalid:
         assert len(actions) == 1, actions
         (reply,) = actions
