@@ -235,7 +235,7 @@ def ops_router(server: Server, *, probe_timeout_s: float = PROBE_TIMEOUT_S) -> A
         t = totals(server)
         uptime_s = _uptime_s(server.system)
         total = t.messages_received + t.messages_sent
-        errors = t.heartbeat_timeouts + t.slow_consumer_closes
+        errors = t.heartbeat_timeouts + t.slow_consumer_closes + t.limit_closes
         return {
             "active_connections": t.connections_open,
             "total_messages": total,

@@ -142,6 +142,7 @@ async def test_new_topics_are_capped_per_minute_and_the_connection_stays(
         assert error["code"] == "TOO_MANY_NEW_TOPICS"
         assert "made-up-60 was not subscribed" in error["message"]
         assert core.system.lookup("rooms/market:made-up-60") is None
+        assert core.stats.refused_joins == 1
         # A topic with data is not new: still allowed; and the refused one is not held.
         await core.publish(1001, {"p": 1})
         await send(ws, {"type": "subscribe", "markets": [1001, "made-up-60"]})

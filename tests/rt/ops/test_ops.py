@@ -128,6 +128,9 @@ async def test_stats_have_the_seeds_shape_and_rts_counters(
         "duplicates_dropped",
         "heartbeat_timeouts",
         "slow_consumer_closes",
+        "invalid_messages",
+        "limit_closes",
+        "refused_joins",
         "published",
         "topics",
     ):
