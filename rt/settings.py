@@ -51,8 +51,9 @@ class Settings:
     max_invalid_messages: int = 10
     invalid_window_s: float = 60.0
     #: Topics a connection may open per minute that have no room and no data yet (each would
-    #: start a room: a client inventing names must not grow the server without bound).
-    max_new_topics_per_minute: int = 60
+    #: start a room: a client inventing names must not grow the server without bound). As
+    #: many as its subscriptions, so a client can always subscribe its whole allowance at once.
+    max_new_topics_per_minute: int = 128
 
     # tickets
     mts_latency_s: float = 0.2
