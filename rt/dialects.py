@@ -1,7 +1,13 @@
 """The dialects a server speaks, by WebSocket path: a codec, a session factory, an error form.
 
 Adding a dialect (seeds 002-004) means a codec and a session in rt/protocol/ and one entry
-here; connections, rooms and outboxes are the same for all.
+here; connections, rooms and outboxes are the same for all, and so are the limits on what a
+client sends (rt/connection.py). What the shared layer needs from a dialect: its session
+parses with ``parse_message`` (rt/jsontext.py's limits), never raises for bad input, and
+marks each error reply ``Send(text, error=True)`` (the invalid-message budget counts those);
+``Session.forget(topic)`` drops a subscription the connection refused; ``Codec.encode_error``
+writes the connection's own refusals in the dialect's form. And one line in
+tests/rt/protocol/test_fuzz.py (VOCABULARY) fuzzes it.
 """
 
 from __future__ import annotations
