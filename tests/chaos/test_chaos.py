@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import os
 import random
 import socket
@@ -286,6 +287,9 @@ class Figures:
     tasks_baseline: int = 0
     tasks_after: int = 0
     tasks_extra: dict[str, int] = field(default_factory=dict)
+    #: Actors that crashed of something other than an injected fault (the supervisors'
+    #: crash reports): a connection failing because a room's supervisor was slow, say.
+    unexpected_crashes: list[str] = field(default_factory=list)
     rss_growth: int = 0
     wall_s: float = 0.0
 
@@ -426,98 +430,117 @@ async def run_seed(seed: int) -> Figures:
         outbox_high_water=32,
         write_deadline_s=2.0,
     )
-    async with open_server(s) as server:
-        gc.collect()
-        tasks_before_by_name = live_tasks()
-        tasks_before = sum(tasks_before_by_name.values())
-        rss_before = rss_bytes()
-        kclients = [
-            ChaosKMarketClient(server.ws_url, make_token(f"k{i}"), list(MARKETS), backoff=_backoff)
-            for i in range(5)
-        ]
-        uclients = [
-            UofClient(server.ws_url, f"u{i}", random.Random(rng.random())) for i in range(3)
-        ]
-        async with trio.open_nursery() as clients:
-            for k in kclients:
-                clients.start_soon(k.run)
-            for u in uclients:
-                clients.start_soon(u.run, server)
-            async with trio.open_nursery() as load:
-                load.start_soon(publisher, server, rng, figures)
-                await chaos(server, rng, figures, kclients, uclients)
-                load.cancel_scope.cancel()
-            server.system.faults.disarm()
-            for k in kclients:
-                k.resume_reading()
-            for u in uclients:
-                u.submitting = False
-
-            # Every KMarket client catches up with the engine, state and seq.
-            for k in kclients:
-                await wait_for(
-                    lambda k=k: caught_up(server, k), f"seed {seed}: a client catching up"
-                )
-                for market in MARKETS:
-                    snap = await server.engine.snapshot(f"market:{market}")
-                    assert k.markets[str(market)].state == snap.state, (seed, market)
-                    assert k.markets[str(market)].seq == snap.seq
-
-            # Every submitted ticket has its result, once, in the engine and at its client.
-            for u in uclients:
-                await wait_for(
-                    lambda u=u: set(u.results) >= set(u.submitted),
-                    f"seed {seed}: results for every ticket of {u.user}",
-                )
-                stream = await server.engine.updates(f"user:{u.user}", since_seq=0, limit=1000)
-                per_ticket = Counter(
-                    up.data["ticketId"] for up in stream if isinstance(up.data, dict)
-                )
-                assert set(per_ticket) == set(u.submitted), (seed, u.user)
-                assert all(n == 1 for n in per_ticket.values()), (seed, u.user, per_ticket)
-                for ticket_id, seen in u.results.items():
-                    assert all(r == seen[0] for r in seen), (seed, ticket_id, seen)
-                    figures.results[seen[0].get("status", "?")] += 1
-                assert u.violations == [], (seed, u.violations)
-                figures.tickets += len(u.submitted)
-                figures.reconnects += u.connects - 1
-
-            for k in kclients:
-                figures.reconnects += k.connects - 1
-                figures.resyncs += k.resyncs
-                figures.pauses += k.pauses
-                figures.slowdowns += k.slowdowns
-                figures.conflated += sum(v.conflated for v in k.markets.values())
-            figures.slow_closes = server.stats.slow_closes
-            clients.cancel_scope.cancel()
-
-        # The server still answers: HTTP health, and a fresh client subscribes.
-        async with httpx.AsyncClient(timeout=5.0) as http:
-            health = await http.get(f"{server.http_url}/api/ws/health")
-            assert health.status_code == 200, health.text
-        fresh = KMarketClient(server.ws_url, make_token("fresh"), list(MARKETS), backoff=_backoff)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(fresh.run)
-            await wait_for(lambda: caught_up(server, fresh), f"seed {seed}: a fresh client")
-            nursery.cancel_scope.cancel()
-        assert fresh.connects == 1
-
-        # Tasks and memory back to their baseline once the clients are gone.
-        try:
-            await wait_for(
-                lambda: count_tasks() <= tasks_before + TASK_TOLERANCE,
-                f"seed {seed}: trio tasks back to {tasks_before} (+{TASK_TOLERANCE})",
-            )
-        except AssertionError as exc:
-            extra = live_tasks() - tasks_before_by_name
-            raise AssertionError(f"{exc}; tasks above the baseline: {dict(extra)}") from None
-        figures.tasks_baseline, figures.tasks_after = tasks_before, count_tasks()
-        figures.tasks_extra = dict(live_tasks() - tasks_before_by_name)
-        gc.collect()
-        figures.rss_growth = rss_bytes() - rss_before
-        assert figures.rss_growth < RSS_TOLERANCE, figures.rss_growth
+    reports = CrashReports(figures.unexpected_crashes)
+    supervisor_log = logging.getLogger("actors._supervisor")
+    supervisor_log.addHandler(reports)
+    try:
+        async with open_server(s) as server:
+            await serve_seed(server, seed, rng, figures)
+    finally:
+        supervisor_log.removeHandler(reports)
+    assert figures.unexpected_crashes == [], figures.unexpected_crashes
     figures.wall_s = round(time.monotonic() - started, 2)
     return figures
+
+
+async def serve_seed(server: Server, seed: int, rng: random.Random, figures: Figures) -> None:
+    """Run the load and the faults on ``server``, then check the invariants."""
+    gc.collect()
+    tasks_before_by_name = live_tasks()
+    tasks_before = sum(tasks_before_by_name.values())
+    rss_before = rss_bytes()
+    kclients = [
+        ChaosKMarketClient(server.ws_url, make_token(f"k{i}"), list(MARKETS), backoff=_backoff)
+        for i in range(5)
+    ]
+    uclients = [UofClient(server.ws_url, f"u{i}", random.Random(rng.random())) for i in range(3)]
+    async with trio.open_nursery() as clients:
+        for k in kclients:
+            clients.start_soon(k.run)
+        for u in uclients:
+            clients.start_soon(u.run, server)
+        async with trio.open_nursery() as load:
+            load.start_soon(publisher, server, rng, figures)
+            await chaos(server, rng, figures, kclients, uclients)
+            load.cancel_scope.cancel()
+        server.system.faults.disarm()
+        for k in kclients:
+            k.resume_reading()
+        for u in uclients:
+            u.submitting = False
+
+        # Every KMarket client catches up with the engine, state and seq.
+        for k in kclients:
+            await wait_for(lambda k=k: caught_up(server, k), f"seed {seed}: a client catching up")
+            for market in MARKETS:
+                snap = await server.engine.snapshot(f"market:{market}")
+                assert k.markets[str(market)].state == snap.state, (seed, market)
+                assert k.markets[str(market)].seq == snap.seq
+
+        # Every submitted ticket has its result, once, in the engine and at its client.
+        for u in uclients:
+            await wait_for(
+                lambda u=u: set(u.results) >= set(u.submitted),
+                f"seed {seed}: results for every ticket of {u.user}",
+            )
+            stream = await server.engine.updates(f"user:{u.user}", since_seq=0, limit=1000)
+            per_ticket = Counter(up.data["ticketId"] for up in stream if isinstance(up.data, dict))
+            assert set(per_ticket) == set(u.submitted), (seed, u.user)
+            assert all(n == 1 for n in per_ticket.values()), (seed, u.user, per_ticket)
+            for ticket_id, seen in u.results.items():
+                assert all(r == seen[0] for r in seen), (seed, ticket_id, seen)
+                figures.results[seen[0].get("status", "?")] += 1
+            assert u.violations == [], (seed, u.violations)
+            figures.tickets += len(u.submitted)
+            figures.reconnects += u.connects - 1
+
+        for k in kclients:
+            figures.reconnects += k.connects - 1
+            figures.resyncs += k.resyncs
+            figures.pauses += k.pauses
+            figures.slowdowns += k.slowdowns
+            figures.conflated += sum(v.conflated for v in k.markets.values())
+        figures.slow_closes = server.stats.slow_closes
+        clients.cancel_scope.cancel()
+
+    # The server still answers: HTTP health, and a fresh client subscribes.
+    async with httpx.AsyncClient(timeout=5.0) as http:
+        health = await http.get(f"{server.http_url}/api/ws/health")
+        assert health.status_code == 200, health.text
+    fresh = KMarketClient(server.ws_url, make_token("fresh"), list(MARKETS), backoff=_backoff)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(fresh.run)
+        await wait_for(lambda: caught_up(server, fresh), f"seed {seed}: a fresh client")
+        nursery.cancel_scope.cancel()
+    assert fresh.connects == 1
+
+    # Tasks and memory back to their baseline once the clients are gone.
+    try:
+        await wait_for(
+            lambda: count_tasks() <= tasks_before + TASK_TOLERANCE,
+            f"seed {seed}: trio tasks back to {tasks_before} (+{TASK_TOLERANCE})",
+        )
+    except AssertionError as exc:
+        extra = live_tasks() - tasks_before_by_name
+        raise AssertionError(f"{exc}; tasks above the baseline: {dict(extra)}") from None
+    figures.tasks_baseline, figures.tasks_after = tasks_before, count_tasks()
+    figures.tasks_extra = dict(live_tasks() - tasks_before_by_name)
+    gc.collect()
+    figures.rss_growth = rss_bytes() - rss_before
+    assert figures.rss_growth < RSS_TOLERANCE, figures.rss_growth
+
+
+class CrashReports(logging.Handler):
+    """Keeps the supervisors' reports of crashes that no fault injected."""
+
+    def __init__(self, into: list[str]) -> None:
+        super().__init__(logging.WARNING)
+        self.into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if " crashed: " in text and "InjectedFault" not in text:
+            self.into.append(text[:300])
 
 
 def write_report(figures: Figures) -> None:

@@ -19,7 +19,9 @@ from rt.jsontext import MAX_DEPTH, JsonRefused, loads
         pytest.param("[" + "9" * 41 + "]", "is longer than 40 characters", id="long-int"),
         pytest.param("[" + "9" * 5000 + "]", "is longer than 40 characters", id="huge-int"),
         pytest.param('{"a":1,"b":2,"a":3}', 'duplicate key "a"', id="duplicate-key"),
-        pytest.param('["\\ud800"]', 'string "\\ud800" holds a lone UTF-16 surrogate', id="lone-high"),
+        pytest.param(
+            '["\\ud800"]', 'string "\\ud800" holds a lone UTF-16 surrogate', id="lone-high"
+        ),
         pytest.param('{"x":"a\\udc00"}', "holds a lone UTF-16 surrogate", id="lone-low"),
         pytest.param('{"\\ud800":1}', 'key "\\ud800" holds a lone UTF-16 surrogate', id="lone-key"),
         pytest.param('"\\udc00\\ud800"', "lone UTF-16 surrogate", id="swapped-pair"),

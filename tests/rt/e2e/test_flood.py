@@ -181,7 +181,9 @@ async def test_a_flood_from_one_client_leaves_another_and_the_memory_alone(
     assert statistics.median(rtts) < PING_MEDIAN_S, sorted(rtts)[-5:]
     assert max(rtts) < PING_MAX_S, sorted(rtts)[-5:]
     # Every flooding connection was closed by a limit: 4429, or 4001 for the non-reader.
-    assert closes["invalid 4429"] > 0 and closes["pings 4429"] > 0 and closes["churn 4429"] > 0, closes
+    assert closes["invalid 4429"] > 0 and closes["pings 4429"] > 0 and closes["churn 4429"] > 0, (
+        closes
+    )
     assert closes["never-reads 4001"] == 1
     assert set(closes) <= {"invalid 4429", "pings 4429", "churn 4429", "never-reads 4001"}, closes
     # Memory: bounded now, and every made-up topic released once rooms idle out.
