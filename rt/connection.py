@@ -171,16 +171,18 @@ class Connection(SocketActor):
         await self._carry_out(actions)
         return self._close is None
 
-    def _refused(self, text: str) -> None:
-        """The client's message was answered with an error (``text``, already queued)."""
-        stats = self.stats
-        stats.invalid_messages += 1
-        now = trio.current_time()
-        held = stats.bad_input_log.take(now)
+    def _log_bad_input(self, what: str, detail: str) -> None:
+        """One line about a client's bad input, within the server's budget of such lines."""
+        held = self.stats.bad_input_log.take(trio.current_time())
         if held is not None:
             more = f" ({held} more not logged)" if held else ""
-            log.info("%s: refused a message from %s: %.200s%s", self.path, self.remote, text, more)
-        if not self._invalid.spend(now):
+            log.info("%s: %s from %s: %.200s%s", self.path, what, self.remote, detail, more)
+
+    def _refused(self, text: str) -> None:
+        """The client's message was answered with an error (``text``, already queued)."""
+        self.stats.invalid_messages += 1
+        self._log_bad_input("refused a message", text)
+        if not self._invalid.spend(trio.current_time()):
             settings = self.settings
             self._close_for_limit(
                 "TOO_MANY_INVALID_MESSAGES",
@@ -199,7 +201,7 @@ class Connection(SocketActor):
 
     def _close_for_limit(self, reason: str, why: str) -> None:
         self.stats.limit_closes += 1
-        log.info("%s: %s from %s, closing with %d", self.path, why, self.remote, CLOSE_LIMIT)
+        self._log_bad_input(f"closing with {CLOSE_LIMIT}", why)
         self._end(CLOSE_LIMIT, reason)
 
     def _refusal(self, topic: str) -> tuple[str, str] | None:

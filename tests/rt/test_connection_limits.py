@@ -206,3 +206,25 @@ async def test_bad_input_logs_one_line_each_rate_limited_never_a_traceback(
     refused = [r for r in caplog.records if "refused a message" in r.getMessage()]
     assert len(refused) == 20  # 20 per 10 s, for the whole server
     assert all("\n" not in r.getMessage() for r in refused)
+
+
+async def test_limit_closes_share_the_log_budget(
+    autojump_clock: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="rt.connection")
+    async with open_core() as core:
+        for _ in range(30):  # 30 connections, each closed for its 11th invalid message
+            async with core.connect(memory=True) as ws:
+                for _ in range(11):
+                    await ws.send_message("{nope")
+                assert (await closed(ws))[:2] == (4429, "TOO_MANY_INVALID_MESSAGES")
+        assert core.stats.limit_closes == 30
+        lines = [r.getMessage() for r in caplog.records if r.name == "rt.connection"]
+        assert len(lines) == 20  # 330 refusals and 30 closes: 20 lines
+        await trio.sleep(10)  # the next window: its first line says how many were held back
+        async with core.connect(memory=True) as ws:
+            await ws.send_message("{nope")
+            await receive(ws)
+        lines = [r.getMessage() for r in caplog.records if r.name == "rt.connection"]
+        assert len(lines) == 21
+        assert lines[-1].endswith("(340 more not logged)"), lines[-1]
