@@ -17,6 +17,12 @@ socket, instead of in a task of its own. It is a child like the others (in the t
 with its siblings, its crash logged here) except that its task is not in this nursery, so
 the supervisor cancels its scope when it ends, however it ends.
 
+The restart backoff never blocks the supervisor: a timer task posts a notice when it has
+passed, and the supervisor restarts the group then. Meanwhile it goes on answering requests
+(a StartChild for another child, a WhichChildren), so one child's crashes never make asks
+for its siblings time out. A StartChild for a name that is waiting to restart fails with
+NameTaken: that child is coming back.
+
 A child that fails to start again during a restart counts as another crash of that child, so
 the intensity bounds the retries. A bad request (StartChild with a name in use, StopChild of
 an unknown name, a new child whose start fails) fails the request, not the supervisor. A
@@ -121,6 +127,13 @@ class _ChildEnded:
     exit: Exit
 
 
+@dataclass(frozen=True)
+class _RestartDue:
+    """The backoff before restarting ``group`` has passed (posted by a timer task)."""
+
+    group: list[_Child]
+
+
 class _Child:
     """The supervisor's slot for one child, which outlives the child's incarnations."""
 
@@ -195,12 +208,15 @@ class Supervisor(Actor):
                     async for message in self.mailbox:
                         if type(message) is _ChildEnded:
                             await self._child_ended(message)
+                        elif type(message) is _RestartDue:
+                            await self._restart(message.group)
                         else:
                             await self.dispatch(message)
                 except Exception as exc:
                     # Raised after the nursery, so that it is not wrapped in an ExceptionGroup.
                     failure = exc
                 await self._stop_many(reversed(self._children.values()))
+                nursery.cancel_scope.cancel()  # restart timers still waiting, if any
         finally:
             # Adopted children run outside the nursery: whatever ends this supervisor (even
             # a cancellation that skipped the graceful stop above) ends them too.
@@ -371,12 +387,28 @@ class Supervisor(Actor):
         group = [c for c in group if self._has(c)]
         for member in group:
             member.restarting = True
-        # The backoff, cut short by a stop request.
-        with trio.move_on_after(self.restart_delay_s(len(self._restart_times))):
+        delay_s = self.restart_delay_s(len(self._restart_times))
+        if delay_s <= 0:
+            await self._restart(group)
+            return
+        # The backoff runs in a timer task, so that this loop goes on serving requests.
+        assert self._nursery is not None
+        self._nursery.start_soon(self._restart_after, group, delay_s)
+
+    async def _restart_after(self, group: list[_Child], delay_s: float) -> None:
+        """Post ``_RestartDue`` after the backoff, unless this supervisor stops first."""
+        with trio.move_on_after(delay_s):
             await self.stop_requested.wait()
+        if not self.stop_requested.is_set():
+            # A control notice: one per restart decided, bounded by the intensity.
+            self.mailbox.put_control(_RestartDue(group))
+
+    async def _restart(self, group: list[_Child]) -> None:
         if self.stop_requested.is_set():
             return
         for member in group:
+            if not self._has(member) or not member.restarting or member.alive:
+                continue  # stopped and removed meanwhile, or restarted by a later decision
             member.restarts += 1
             try:
                 await self._start(member)

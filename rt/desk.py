@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Protocol
 import trio
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, field_validator
 
-from actors import Actor, ActorSystem
+from actors import Actor, ActorSystem, AskFailed, AskTimeout, MailboxClosed, MailboxFull
 
 from .engine import Engine
 from .model import Json, user_topic
@@ -122,7 +122,12 @@ class DeskClient:
         desk = self.system.lookup(self.path)
         if desk is None:
             return ProtocolError("SERVICE_UNAVAILABLE", "the ticket desk is restarting; retry")
-        answer: dict[str, Json] = await desk.ask(SubmitTicket(user_id, ticket))
+        try:
+            answer: dict[str, Json] = await desk.ask(SubmitTicket(user_id, ticket))
+        except (AskFailed, AskTimeout, MailboxClosed, MailboxFull):
+            # The desk crashed, stopped or is swamped while we asked: the client's
+            # connection must not fail for it. Resubmitting the same ticketId is safe.
+            return ProtocolError("SERVICE_UNAVAILABLE", "the ticket desk did not answer; retry")
         return answer
 
 

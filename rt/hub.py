@@ -17,6 +17,8 @@ from actors import (
     Actor,
     ActorRef,
     ActorSystem,
+    AskFailed,
+    AskTimeout,
     ChildSpec,
     MailboxClosed,
     MailboxFull,
@@ -35,6 +37,11 @@ log = logging.getLogger(__name__)
 
 ROOMS = "rooms"
 USERS = "users"
+#: How soon the keeper tries again to start a room it could not start.
+ORPHAN_RETRY_S = 0.05
+#: How long a join waits for its room's supervisor to start the room before leaving it to
+#: the keeper (the StartChild stays queued: the room serves the join when it starts).
+START_ROOM_TIMEOUT_S = 1.0
 
 
 def room_path(topic: str) -> str:
@@ -74,8 +81,11 @@ class Hub:
         # so its next incarnation serves these first (see MarketRoom.on_start).
         self._joining: dict[str, dict[int, JoinRoom]] = {}
         self._behind: set[str] = set()  # rooms sent a CatchUp they have not handled yet
-        self._orphans: set[str] = set()  # topics with subscribers and no room
+        # Topics with subscribers or joins and no room, in the order found (a dict as an
+        # ordered set): the keeper starts their rooms.
+        self._orphans: dict[str, None] = {}
         self._orphaned = trio.Event()
+        self._unstartable: set[str] = set()  # rooms the keeper failed to start, logged once
         self._user_connections: dict[str, int] = {}
         self._user_positions: dict[str, int] = {}
         self.messages_published = 0
@@ -93,8 +103,7 @@ class Hub:
         if room is None:
             if self._subscribers.get(update.topic) or self._joining.get(update.topic):
                 # Subscribers but no room: its supervisor was restarted and lost it.
-                self._orphans.add(update.topic)
-                self._orphaned.set()
+                self._orphan(update.topic)
             return
         if update.topic in self._behind:
             return
@@ -115,20 +124,63 @@ class Hub:
         self._behind.discard(topic)
 
     async def serve_orphans(self) -> None:
-        """Restart the room of every topic found with subscribers and no room (the
-        RoomKeeper actor runs this); the new room brings each subscriber up to date."""
+        """Start the room of every topic found with subscribers or joins and no room (the
+        RoomKeeper actor runs this): topics whose room a crashed supervisor took with it,
+        and topics joined while they had no room. The new room serves the pending joins
+        and brings each subscriber up to date. A room that cannot be started now (it is
+        waiting out its restart backoff, or its supervisor is busy restarting) is tried
+        again shortly: nothing is lost, the joins wait in the table."""
         while True:
             await self._orphaned.wait()
             self._orphaned = trio.Event()
+            retry: list[str] = []
             while self._orphans:
-                topic = self._orphans.pop()
-                if self._subscribers.get(topic) or self._joining.get(topic):
-                    await self._room(topic)
+                topic = next(iter(self._orphans))
+                del self._orphans[topic]
+                if not (self._subscribers.get(topic) or self._joining.get(topic)):
+                    self._unstartable.discard(topic)
+                    continue
+                if self.system.lookup(room_path(topic)) is not None:
+                    continue
+                if await self._start_room(topic) is None:
+                    retry.append(topic)
+            if retry:
+                for topic in retry:
+                    self._orphans[topic] = None
+                await trio.sleep(ORPHAN_RETRY_S)
+                self._orphaned.set()
 
     # -- subscribers ----------------------------------------------------------------------
 
     def subscribers_of(self, topic: str) -> dict[int, Outbox]:
         return self._subscribers.setdefault(topic, {})
+
+    def opens_new_topic(self, topic: str) -> bool:
+        """True when joining ``topic`` would start a room for a topic nobody has open and
+        nothing was ever published to: what a client inventing names does."""
+        return (
+            topic not in self._subscribers
+            and topic not in self._joining
+            and self.system.lookup(room_path(topic)) is None
+            and self.engine.position(topic)[1] == 0
+        )
+
+    def room_idled_out(self, topic: str, subscribers: dict[int, Outbox]) -> None:
+        """The room of ``topic`` stops for want of subscribers: forget every index entry of
+        the topic, so that a client inventing names leaves nothing behind once its rooms
+        have idled out. Called by the room in the same step as it stops (no await between),
+        so no join can slip in; a later join makes a fresh entry and a fresh room."""
+        if not subscribers and self._subscribers.get(topic) is subscribers:
+            del self._subscribers[topic]
+        if not self._joining.get(topic):
+            self._joining.pop(topic, None)
+        self._behind.discard(topic)
+        self._orphans.pop(topic, None)
+
+    def topics_indexed(self) -> int:
+        """How many topics the Hub holds an entry for (a test checks they are released)."""
+        indexed = self._subscribers.keys() | self._joining.keys()
+        return len(indexed | self._behind | self._orphans.keys() | self._unstartable)
 
     def subscriber_count(self) -> int:
         return sum(len(s) for s in self._subscribers.values())
@@ -147,13 +199,18 @@ class Hub:
         subscription = outbox.expect(topic, since, lossless=topic.startswith(USER_PREFIX))
         message = JoinRoom(outbox, since, epoch, announce, subscription)
         self._joining.setdefault(topic, {})[id(outbox)] = message
-        while True:
-            room = await self._room(topic)
+        room = self.system.lookup(room_path(topic)) or await self._start_room(topic)
+        if room is not None:
             try:
                 await room.tell(message)
                 return
             except MailboxClosed:
-                continue  # it was stopping as we arrived; the next one will take us
+                pass  # it was stopping as we arrived
+        # No room to be had now: it is waiting out its restart backoff, or its supervisor
+        # is busy or restarting. The join waits in the table; the room, when it starts (by
+        # its supervisor, or by the keeper, told here), serves it. A connection never
+        # fails, nor waits long, because of a room's supervisor.
+        self._orphan(topic)
 
     def take_join(self, topic: str, join: JoinRoom) -> bool:
         """Called by the room about to serve ``join``: False if it was served already (by a
@@ -179,8 +236,9 @@ class Hub:
                 del self._joining[topic]
         subscribers = self._subscribers.get(topic)
         if subscribers is not None:
-            # Kept even when empty: the room fans out from this very dict (and so does its
-            # next incarnation); a fresh one would leave whoever joins next out of our reach.
+            # Kept even when empty while the room lives: it fans out from this very dict (and
+            # so does its next incarnation after a crash); the room releases it when it idles
+            # out (room_idled_out).
             if subscribers.pop(id(outbox), None) is not None and not subscribers:
                 room = self.system.lookup(room_path(topic))
                 if room is not None:
@@ -192,20 +250,33 @@ class Hub:
             # Bounded: an outbox asks at most once per topic until its snapshot arrives.
             room.tell_control(ResyncRequest(outbox))
 
-    async def _room(self, topic: str) -> ActorRef:
+    async def _start_room(self, topic: str) -> ActorRef | None:
+        """Start the room of ``topic`` (or find it started by someone else meanwhile); None
+        if that cannot be done now."""
         path = room_path(topic)
         under, _, name = path.partition("/")
         kind = UserRoom if under == USERS else MarketRoom
-        while True:
-            room = self.system.lookup(path)
-            if room is not None:
-                return room
-            spec = ChildSpec(name, lambda: kind(topic, self), restart=Restart.TRANSIENT)
-            try:
-                return await self.system.spawn(spec, under=under)
-            except NameTaken:
-                # Another join started it, or it is restarting after a crash: look again soon.
-                await trio.sleep(0.005)
+        spec = ChildSpec(name, lambda: kind(topic, self), restart=Restart.TRANSIENT)
+        try:
+            room = await self.system.spawn(spec, under=under, timeout_s=START_ROOM_TIMEOUT_S)
+        except NameTaken:
+            # Started by another join just before us, or restarting after a crash (then it
+            # serves the pending joins itself).
+            return self.system.lookup(path)
+        except (AskFailed, AskTimeout, LookupError, MailboxClosed, MailboxFull) as exc:
+            # Its supervisor is busy, stopping or being restarted, or the room failed to
+            # start (its engine): the table keeps the joins. Said once per topic.
+            if topic not in self._unstartable:
+                self._unstartable.add(topic)
+                log.warning("%s: cannot start the room now (%r); trying again", path, exc)
+            return None
+        self._unstartable.discard(topic)
+        return room
+
+    def _orphan(self, topic: str) -> None:
+        """Have the keeper start the room of ``topic`` (first come, first served)."""
+        self._orphans[topic] = None
+        self._orphaned.set()
 
     # -- users --------------------------------------------------------------------------
 

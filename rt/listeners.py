@@ -4,13 +4,14 @@ only when configured, and then the public port may leave out the operator routes
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 from urllib.parse import parse_qs
 
 import trio
-from trio_websocket import WebSocketConnection, WebSocketRequest, WebSocketServer
+from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, WebSocketServer
 
 from actors import Actor, ChildSpec, Restart
 
@@ -39,6 +40,10 @@ CLOSE_TRY_AGAIN_LATER = 1013
 
 
 Role = Literal["public", "admin"]
+
+#: accept() errors that mean "out of file descriptors or memory for now", as trio's own
+#: serve_listeners treats them: wait and accept again.
+ACCEPT_CAPACITY_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 
 class Listener(Actor):
     """Accepts connections on one port. A WebSocket upgrade is screened, authenticated and
@@ -81,30 +86,53 @@ class Listener(Actor):
         )
         async with trio.open_nursery() as nursery:
             await nursery.start(websockets.run)
-            await nursery.start(trio.serve_listeners, self._front_door, listeners)
+            for listener in listeners:
+                nursery.start_soon(self._accept, listener, nursery)
             self.port = int(listeners[0].socket.getsockname()[1])
             self.server.listening(self.role, self.port)
+            log.info("%s: HTTP and WebSocket on %s:%d", self.path, settings.host, self.port)
             self.started()
             await self.stop_requested.wait()
             await self._http.shut_down()
             nursery.cancel_scope.cancel()
 
+    async def _accept(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        """Accept connections for good. Not trio.serve_listeners: it closes each stream when
+        its handler returns, and the front door returns once it has handed a stream on."""
+        async with listener:
+            while True:
+                try:
+                    stream = await listener.accept()
+                except OSError as exc:
+                    if exc.errno not in ACCEPT_CAPACITY_ERRORS:
+                        raise
+                    log.warning("%s: cannot accept (%s); pausing 0.1 s", self.path, exc)
+                    await trio.sleep(0.1)
+                    continue
+                nursery.start_soon(self._front_door, stream)
+
     async def _front_door(self, stream: trio.SocketStream) -> None:
         """Read the request head, then hand the connection to trio-websocket or Hypercorn."""
-        with trio.move_on_after(self.server.settings.handshake_timeout_s):
-            try:
-                head = await read_head(stream)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                head = b""
-        if not head:  # silent for the whole handshake timeout, or gone
-            await trio.aclose_forcefully(stream)
-            return
-        replay = ReplayStream(stream, head)
-        if is_websocket_upgrade(head):
-            # Every byte a client sends from here is checked before trio-websocket reads it.
-            await self._websockets.hand_over(GuardedStream(replay, self._limits_for))
-        else:
-            await self._http.serve(replay)
+        handed_over = False
+        try:
+            with trio.move_on_after(self.server.settings.handshake_timeout_s):
+                try:
+                    head = await read_head(stream)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    head = b""
+            if not head:  # silent for the whole handshake timeout, or gone
+                return
+            replay = ReplayStream(stream, head)
+            if is_websocket_upgrade(head):
+                # Every byte a client sends from here is checked before trio-websocket reads
+                # it; trio-websocket's server owns the stream from here, and closes it.
+                await self._websockets.hand_over(GuardedStream(replay, self._limits_for))
+                handed_over = True
+            else:
+                await self._http.serve(replay)
+        finally:
+            if not handed_over:  # (Hypercorn closes its own; closing twice is harmless)
+                await trio.aclose_forcefully(stream)
 
     def _limits_for(self, path: str) -> GuardLimits:
         """What a client's frames may be on ``path``: the echo's, or every dialect's."""
@@ -125,6 +153,8 @@ class Listener(Actor):
             return
         try:
             await self._route(request, peer)
+        except ConnectionClosed:
+            pass  # the client left during the handshake: nothing to serve, nothing to log
         finally:
             server.open_sockets.release(peer)
 
@@ -207,7 +237,8 @@ class Listener(Actor):
                 session=session,
                 codec=dialect.codec,
                 desk=server.desk,
-                token_expires_at_ms=claims.expires_at_ms,
+                token_expires_at_ms=claims.expires_at_ms if authenticated else None,
+                endpoint=path,
             ),
             restart=Restart.TEMPORARY,
             shutdown_timeout_s=3.0,
@@ -291,6 +322,14 @@ async def _reject(
     message: str,
     headers: tuple[tuple[bytes, bytes], ...] = (),
 ) -> None:
+    # One line per refused upgrade; the path only (the query may hold a token).
+    log.info(
+        "refused upgrade %s remote=%s status=%d reason=%s",
+        request.path.partition("?")[0],
+        request_peer(request),
+        status,
+        code,
+    )
     body = json.dumps({"type": "error", "code": code, "message": message}).encode()
     await request.reject(
         status, extra_headers=[(b"content-type", b"application/json"), *headers], body=body

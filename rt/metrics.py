@@ -79,6 +79,9 @@ class Totals:
     duplicates_dropped: int
     heartbeat_timeouts: int
     slow_consumer_closes: int
+    invalid_messages: int
+    limit_closes: int
+    refused_joins: int
     subscriptions: int
     published: int
     topics: int
@@ -128,6 +131,9 @@ def totals(source: MetricsSource) -> Totals:
         duplicates_dropped=duplicates,
         heartbeat_timeouts=stats.heartbeat_timeouts,
         slow_consumer_closes=stats.slow_closes,
+        invalid_messages=stats.invalid_messages,
+        limit_closes=stats.limit_closes,
+        refused_joins=stats.refused_joins,
         subscriptions=source.hub.subscriber_count(),
         published=source.hub.messages_published,
         topics=len(source.engine.topics()),
@@ -220,6 +226,21 @@ class RtCollector:
             "Connections closed as slow consumers (socket unwritable past the write deadline, "
             "or too many unread replies).",
             t.slow_consumer_closes,
+        )
+        yield _counter(
+            "rt_invalid_messages",
+            "Client messages answered with an error (bad JSON, bad fields, a limit).",
+            t.invalid_messages,
+        )
+        yield _counter(
+            "rt_limit_closes",
+            "Connections closed with 4429: too many messages, or too many invalid ones.",
+            t.limit_closes,
+        )
+        yield _counter(
+            "rt_refused_joins",
+            "Subscriptions refused by the connection's caps (subscriptions, new topics).",
+            t.refused_joins,
         )
         yield _counter(
             "rt_published_updates_total",

@@ -21,7 +21,6 @@ away, 1009 frame too big, 4000 nothing received (not even a pong) for ``idle_tim
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import trio
@@ -29,7 +28,7 @@ from trio_websocket import WebSocketConnection
 
 from .auth import bearer_token, is_admin_token
 from .frames import frame_text
-from .jsontext import dumps, show
+from .jsontext import dumps, loads, show
 from .publishing import (
     PublishBatch,
     PublishInvalid,
@@ -103,7 +102,7 @@ def presented_token(headers: list[tuple[bytes, bytes]], query_token: str) -> str
 def decode_frame(text: str) -> tuple[CorrelationId, PublishBatch]:
     """The correlation id and the validated batch of one text frame; raises FrameError."""
     try:
-        frame = json.loads(text)
+        frame = loads(text)
     except ValueError as exc:
         raise FrameError(BAD_JSON, f"the frame is not valid JSON ({exc})") from None
     if not isinstance(frame, dict):

@@ -30,7 +30,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from .jsontext import show
+from .jsontext import encodable, show
 from .model import Json, Update, UpdateKind
 from .protocol._base import ProtocolError
 from .protocol.kmarket import market_id, parse_market_id, topic_of
@@ -75,13 +75,15 @@ def _merge_patch(value: object) -> dict[str, Json]:
             "expected payload to be a JSON object (an RFC 7396 merge patch), got {got}",
             {"got": show(value)},
         )
-    _check_finite(value)
+    _check_sendable(value)
     return value
 
 
-def _check_finite(value: Json) -> None:
-    # JSON has no NaN or Infinity, but Python's parsers accept them (and 1e999 is inf): such a
-    # patch could not be written to any client, so it is refused here, at the edge.
+def _check_sendable(value: Json) -> None:
+    # A publish is acknowledged only if every dialect can send it. JSON has no NaN or
+    # Infinity, but Python's parsers accept them (and 1e999 is inf); a lone surrogate
+    # (``"\\ud800"``) parses into a string with no UTF-8 encoding. Either would be stored,
+    # acknowledged and then fail in every room's encoder: refused here, at the edge.
     if isinstance(value, float):
         if not math.isfinite(value):
             raise PydanticCustomError(
@@ -89,12 +91,21 @@ def _check_finite(value: Json) -> None:
                 "expected payload to hold only finite numbers, got {got}",
                 {"got": repr(value)},
             )
+    elif isinstance(value, str):
+        if not encodable(value):
+            raise PydanticCustomError(
+                "unencodable_text",
+                "expected payload to hold only text with a UTF-8 encoding, got {got} "
+                "(a lone UTF-16 surrogate)",
+                {"got": show(value)},
+            )
     elif isinstance(value, dict):
-        for item in value.values():
-            _check_finite(item)
+        for key, item in value.items():
+            _check_sendable(key)
+            _check_sendable(item)
     elif isinstance(value, list):
         for item in value:
-            _check_finite(item)
+            _check_sendable(item)
 
 
 MarketId = Annotated[

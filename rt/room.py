@@ -133,7 +133,10 @@ class MarketRoom(Actor):
                         message = await get()
                     if idle.cancelled_caught:
                         if not self.subscribers and len(self.mailbox) == 0:
-                            return  # nobody left to serve; the engine keeps the topic
+                            # Nobody left to serve; the engine keeps the topic. No await
+                            # from here to the end of this incarnation.
+                            self.hub.room_idled_out(self.topic, self.subscribers)
+                            return
                         continue
             except MailboxClosed:
                 return  # stopping

@@ -58,12 +58,23 @@ class Settings:
     write_deadline_s: float = 10.0
     max_message_bytes: int = 64 * 1024
     max_fragments_per_message: int = 128
-    max_markets_per_connection: int = 500
+    #: Subscriptions per connection, in every dialect (the user's own stream not counted).
+    max_markets_per_connection: int = 128
     max_connections_per_user: int = 5
     connection_start_timeout_s: float = 10.0
     outbox_capacity: int = 1024
     outbox_high_water: int = 768
     control_capacity: int = 256
+
+    # what one connection may send (rt/limits.py, docs/reliability.md); 4429 beyond
+    inbound_rate_per_s: float = 50.0
+    inbound_burst_messages: int = 100
+    max_invalid_messages: int = 10
+    invalid_window_s: float = 60.0
+    #: Topics a connection may open per minute that have no room and no data yet (each would
+    #: start a room: a client inventing names must not grow the server without bound). As
+    #: many as its subscriptions, so a client can always subscribe its whole allowance at once.
+    max_new_topics_per_minute: int = 128
 
     # tickets
     mts_latency_s: float = 0.2

@@ -5,6 +5,8 @@ from __future__ import annotations
 from bisect import bisect_left
 from typing import TYPE_CHECKING
 
+from .limits import LogBudget
+
 if TYPE_CHECKING:
     from .outbox import OutboxStatistics
 
@@ -27,6 +29,13 @@ class ConnectionStats:
         self.messages_received = 0
         self.heartbeat_timeouts = 0
         self.slow_closes = 0
+        # Clients' bad input: messages answered with an error, joins a limit refused, and
+        # connections closed with 4429 (too many invalid messages, or too fast).
+        self.invalid_messages = 0
+        self.refused_joins = 0
+        self.limit_closes = 0
+        #: Log lines about clients' bad input, for the whole server: 20 per 10 s, then a count.
+        self.bad_input_log = LogBudget(20, 10.0)
         # The outbox counters of connections that have ended (live ones are read from their
         # outboxes at scrape time, so the hot path never touches these).
         self.ended_sent = 0

@@ -7,6 +7,14 @@ path are the same for all. A new dialect lives in its own package ``rt/dialects/
 entry in ``DIALECTS`` below; it touches no core module. (KMarket and UOF still live in
 ``rt/protocol/``.)
 
+The limits on what a client sends are the same for every dialect (rt/connection.py). What
+that shared layer needs from a dialect: its session parses with ``parse_message``
+(rt/jsontext.py's limits), never raises for bad input, and marks each error reply
+``Send(text, error=True)`` (the invalid-message budget counts those);
+``Session.forget(topic)`` drops a subscription the connection refused; ``Codec.encode_error``
+writes the connection's own refusals in the dialect's form. And one line in
+tests/rt/protocol/test_fuzz.py (VOCABULARY) fuzzes it.
+
 Paths are exact (``/ws/odds``) or patterns with ``{name}`` segments
 (``/api/v1/ws/{client_id}``); ``match`` picks the dialect and the segments' values.
 """

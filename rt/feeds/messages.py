@@ -14,13 +14,12 @@ understands. docs/feeds.md is the reference, with an example of every message.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..jsontext import dumps, show
+from ..jsontext import dumps, loads, show
 
 __all__ = [
     "Alive",
@@ -141,7 +140,7 @@ def _load(text: str | bytes) -> tuple[str, dict[str, Any]]:
     if not isinstance(text, str):
         raise FeedProtocolError("expected a text message, got a binary one")
     try:
-        message = json.loads(text)
+        message = loads(text)
     except ValueError as exc:
         raise FeedProtocolError(f"invalid JSON: {exc}") from None
     if not isinstance(message, dict):

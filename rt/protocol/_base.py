@@ -9,11 +9,10 @@ executes them; nothing here touches a socket, a clock or an actor.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..jsontext import show
+from ..jsontext import loads, show
 from ..model import Json, Update
 
 
@@ -29,9 +28,11 @@ class ProtocolError(Exception):
 
 def parse_message(text: str, *, bad_json: str, bad_message: str) -> dict[str, Any]:
     """A client's text message as a JSON object with a string ``type``; otherwise a
-    ProtocolError with the dialect's code for text that is not JSON, or for the rest."""
+    ProtocolError with the dialect's code for text that is not JSON or that rt's limits
+    refuse (rt/jsontext.py: depth, number length, NaN, duplicate keys, lone surrogates), or
+    with its code for the rest."""
     try:
-        message = json.loads(text)
+        message = loads(text)
     except ValueError as exc:
         raise ProtocolError(bad_json, f"message is not valid JSON: {exc}") from None
     if not isinstance(message, dict):
@@ -50,9 +51,16 @@ def parse_message(text: str, *, bad_json: str, bad_message: str) -> dict[str, An
 
 @dataclass(frozen=True, slots=True)
 class Send:
-    """Queue this text on the connection (in order with everything else it sends)."""
+    """Queue this text on the connection (in order with everything else it sends).
+
+    ``error``: the text is the dialect's error answering a message the client should not
+    have sent (not JSON, not a known command, a bad field, a limit). Such answers count
+    against the connection's budget of invalid messages (``max_invalid_messages`` per
+    ``invalid_window_s``): past it, the connection closes with 4429.
+    """
 
     text: str
+    error: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +106,11 @@ class Session(Protocol):
 
     def subscriptions(self) -> int: ...
 
+    def forget(self, topic: str) -> None:
+        """The connection did not join ``topic`` after all (a limit of the shared layer
+        refused it, and told the client so): drop it from the session's subscriptions."""
+        ...
+
     def ticket_answer(self, answer: Json) -> str:
         """The text that answers a Submit (the desk's receipt, or its error)."""
         ...
@@ -107,6 +120,10 @@ class Codec(Protocol):
     """Encodes canonical events for one dialect. Implementations are stateless and shared."""
 
     name: str
+
+    def encode_error(self, code: str, message: str) -> str:
+        """The dialect's error message (the connection's own refusals use it too)."""
+        ...
 
     def encode_update(self, update: Update) -> str: ...
 

@@ -80,6 +80,9 @@ class KMarketCodec:
 
     name = "kmarket"
 
+    def encode_error(self, code: str, message: str) -> str:
+        return encode_error(code, message)
+
     def encode_update(self, update: Update) -> str:
         return dumps(
             {
@@ -181,6 +184,10 @@ class KMarketSession:
     def subscriptions(self) -> int:
         return len(self.subscribed)
 
+    def forget(self, topic: str) -> None:
+        if topic.startswith(TOPIC_PREFIX):
+            self.subscribed.pop(topic[len(TOPIC_PREFIX) :], None)
+
     def ticket_answer(self, answer: Json) -> str:
         raise TypeError("the KMarket dialect has no tickets")
 
@@ -189,7 +196,8 @@ class KMarketSession:
             Send(
                 encode_error(
                     BINARY_NOT_SUPPORTED, "binary frames are not supported; send JSON text"
-                )
+                ),
+                error=True,
             )
         ]
 
@@ -211,7 +219,7 @@ class KMarketSession:
                 "expected subscribe, unsubscribe, resume or ping",
             )
         except ProtocolError as exc:
-            return [Send(encode_error(exc.code, exc.message))]
+            return [Send(encode_error(exc.code, exc.message), error=True)]
 
     # -- parsing ----------------------------------------------------------------------
 

@@ -78,6 +78,9 @@ class UofCodec:
 
     name = "uof"
 
+    def encode_error(self, code: str, message: str) -> str:
+        return encode_error(code, message)
+
     def _stream_message(self, kind: str, seq: int, ts: int, payload: Json, **extra: Json) -> str:
         return dumps({"type": kind, "seq": seq, "ts": ts, **extra, "payload": payload})
 
@@ -211,9 +214,16 @@ class UofSession:
     def subscriptions(self) -> int:
         return len(self.subscribed)
 
+    def forget(self, topic: str) -> None:
+        if topic.startswith(EVENT_PREFIX):
+            self.subscribed.pop(topic[len(EVENT_PREFIX) :], None)
+
     def handle_binary(self) -> list[Action]:
         return [
-            Send(encode_error(BINARY_NOT_SUPPORTED, "binary frames are not supported; send JSON"))
+            Send(
+                encode_error(BINARY_NOT_SUPPORTED, "binary frames are not supported; send JSON"),
+                error=True,
+            )
         ]
 
     def handle_text(self, text: str) -> list[Action]:
@@ -236,7 +246,7 @@ class UofSession:
                 "expected subscribe, unsubscribe, ping, resume or submit_ticket",
             )
         except ProtocolError as exc:
-            return [Send(encode_error(exc.code, exc.message))]
+            return [Send(encode_error(exc.code, exc.message), error=True)]
 
     def ticket_answer(self, answer: Json) -> str:
         if isinstance(answer, ProtocolError):

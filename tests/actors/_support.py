@@ -137,24 +137,30 @@ class Watcher(Actor):
 
 
 async def crash_and_wait(system: ActorSystem, path: str, journal: Journal) -> None:
-    """Make the actor at ``path`` crash and return once its supervisor has decided.
+    """Make the actor at ``path`` crash and return once its supervisor has decided and, if
+    it restarts the child, once the child runs again.
 
     The supervisor handles the crash notice before the ``WhichChildren`` asked here (its
-    mailbox is FIFO, and the notice is posted as the child ends), so on return any restart
-    (and its backoff) has happened.
+    mailbox is FIFO, and the notice is posted as the child ends). A restart waits out its
+    backoff in a timer task while the supervisor goes on answering: a child listed without
+    a ref is waited for until it starts again.
     """
     from actors import WhichChildren
 
     ref = system.lookup(path)
     assert ref is not None, f"nothing at {path}"
+    starts = journal.count("start", path)
     ended = trio.Event()
     system.monitor(path, lambda down: ended.set())
     ref.tell_nowait("crash")
     await wait(ended)
-    parent_path = path.rpartition("/")[0]
+    parent_path, _, name = path.rpartition("/")
     parent = system.lookup(parent_path) if parent_path else system.root
     assert parent is not None
-    await parent.ask(WhichChildren(), timeout_s=GUARD_S)
+    children = dict(await parent.ask(WhichChildren(), timeout_s=GUARD_S))
+    if name in children and children[name] is None:  # its restart backoff is running
+        await journal.wait_for("start", path, count=starts + 1)
+        await parent.ask(WhichChildren(), timeout_s=GUARD_S)  # and the rest of its group
 
 
 def count_tasks() -> int:

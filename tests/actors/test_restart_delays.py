@@ -8,7 +8,7 @@ import pytest
 import tenacity
 import trio
 
-from actors import ChildSpec, Strategy, Supervisor, open_system
+from actors import ChildSpec, NameTaken, Strategy, Supervisor, WhichChildren, open_system
 
 from ._support import Flaky, Journal, Worker, crash_and_wait
 
@@ -85,3 +85,33 @@ async def test_a_nested_supervisor_uses_its_own_backoff(
     async with open_system(specs, backoff=tenacity.wait_fixed(100)) as system:
         await crash_and_wait(system, "sup/w", journal)
         assert journal.times("start", "sup/w") == [0, delay_s]
+
+
+async def test_the_backoff_never_blocks_the_supervisor(autojump_clock: trio.abc.Clock) -> None:
+    # One child crashing again and again (2 s backoff each time) must not make a StartChild
+    # for another child wait: the asker would time out (5 s) and crash in its turn.
+    journal = Journal()
+    budget = {"crashes": 100}
+    specs = [ChildSpec("w", lambda: Flaky(journal, budget))]
+    async with open_system(specs, max_restarts=100, backoff=tenacity.wait_fixed(2)) as system:
+        await journal.wait_for("crash", "w", count=1)
+        for n in range(5):
+            started = trio.current_time()
+            await system.spawn(ChildSpec(f"new{n}", lambda: Worker(journal)), timeout_s=0.1)
+            assert trio.current_time() == started  # answered at once, mid-backoff
+            children = dict(await system.root.ask(WhichChildren(), timeout_s=0.1))
+            assert children["w"] is None  # waiting out its backoff
+            with pytest.raises(NameTaken):  # it is coming back: its name is not free
+                await system.spawn(ChildSpec("w", lambda: Worker(journal)), timeout_s=0.1)
+            await trio.sleep(2)
+        assert journal.count("start", "w") >= 5
+
+
+async def test_a_stop_request_cuts_a_pending_backoff_short(autojump_clock: trio.abc.Clock) -> None:
+    journal = Journal()
+    budget = {"crashes": 1}
+    specs = [ChildSpec("w", lambda: Flaky(journal, budget))]
+    async with open_system(specs, backoff=tenacity.wait_fixed(1000)):
+        await journal.wait_for("crash", "w", count=1)
+    assert trio.current_time() < 1000
+    assert journal.count("start", "w") == 1

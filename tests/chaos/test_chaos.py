@@ -16,19 +16,26 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import os
 import random
+import socket
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 import pytest
 import trio
-from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
+from trio_websocket import (
+    ConnectionClosed,
+    HandshakeError,
+    open_websocket_url,
+    wrap_client_stream,
+)
 
 from rt.client import KMarketClient
 from rt.server import Server, open_server
@@ -44,6 +51,10 @@ SETTLE_S = 15.0
 TASK_TOLERANCE = 5
 #: RSS growth allowed over one run (bytes): generous, RSS rarely shrinks.
 RSS_TOLERANCE = 96 * 1024 * 1024
+#: The KMarket clients' socket receive buffer (bytes): small, so that a reader that pauses
+#: fills it within a second and the server's outbox sees the backlog (the slow-consumer
+#: steps: coalesce, resync, and past the write deadline a 4001 close).
+CLIENT_RCVBUF = 4096
 
 
 def _seeds() -> list[int]:
@@ -105,14 +116,17 @@ async def wait_for(
 
 
 class ChaosKMarketClient(KMarketClient):
-    """A KMarketClient that can pause reading (a slow reader) and counts resyncs."""
+    """A KMarketClient with a small receive buffer that can stop reading (a stalled
+    consumer) or read slowly (a slow one), and counts resyncs."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, on_message=self._seen, **kwargs)
         self.reading = trio.Event()
         self.reading.set()
+        self.read_delay_s = 0.0
         self.resyncs = 0
         self.pauses = 0
+        self.slowdowns = 0
 
     def _seen(self, message: Message) -> None:
         if message.get("type") == "snapshot" and (
@@ -127,23 +141,49 @@ class ChaosKMarketClient(KMarketClient):
 
     def resume_reading(self) -> None:
         self.reading.set()
+        self.read_delay_s = 0.0
+
+    def slow_down(self, delay_s: float) -> None:
+        self.slowdowns += 1
+        self.read_delay_s = delay_s
 
     async def _session(self, url: str) -> None:  # as KMarketClient's, with a reading gate
-        async with open_websocket_url(url) as ws:
-            self.ws = ws
-            self.connects += 1
-            hello = self._hello()
-            then = hello.pop("_then_subscribe", None)
-            await ws.send_message(json.dumps(hello))
-            if then:
-                await ws.send_message(json.dumps({"type": "subscribe", "markets": then}))
-            self.connected.set()
-            while True:
-                await self.reading.wait()
-                message = json.loads(await ws.get_message())
-                self.apply(message)
-                assert self.on_message is not None
-                self.on_message(message)
+        parts = urlsplit(url)
+        assert parts.hostname is not None and parts.port is not None
+        stream = await trio.open_tcp_stream(parts.hostname, parts.port)
+        stream.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, CLIENT_RCVBUF)
+        ended: Exception | None = None  # raised after the nursery, not in a group
+        async with trio.open_nursery() as nursery:
+            try:
+                ws = await wrap_client_stream(
+                    nursery, stream, parts.netloc, f"{parts.path}?{parts.query}"
+                )
+                await self._serve(ws)
+            except (OSError, HandshakeError, ConnectionClosed) as exc:
+                ended = exc
+            finally:
+                nursery.cancel_scope.cancel()
+                stream.socket.close()
+        if ended is not None:
+            raise ended
+
+    async def _serve(self, ws: Any) -> None:
+        self.ws = ws
+        self.connects += 1
+        hello = self._hello()
+        then = hello.pop("_then_subscribe", None)
+        await ws.send_message(json.dumps(hello))
+        if then:
+            await ws.send_message(json.dumps({"type": "subscribe", "markets": then}))
+        self.connected.set()
+        while True:
+            await self.reading.wait()
+            if self.read_delay_s:
+                await trio.sleep(self.read_delay_s)
+            message = json.loads(await ws.get_message())
+            self.apply(message)
+            assert self.on_message is not None
+            self.on_message(message)
 
 
 @dataclass
@@ -240,11 +280,16 @@ class Figures:
     resyncs: int = 0
     conflated: int = 0
     pauses: int = 0
+    slowdowns: int = 0
+    slow_closes: int = 0
     tickets: int = 0
     results: Counter[str] = field(default_factory=Counter)
     tasks_baseline: int = 0
     tasks_after: int = 0
     tasks_extra: dict[str, int] = field(default_factory=dict)
+    #: Actors that crashed of something other than an injected fault (the supervisors'
+    #: crash reports): a connection failing because a room's supervisor was slow, say.
+    unexpected_crashes: list[str] = field(default_factory=list)
     rss_growth: int = 0
     wall_s: float = 0.0
 
@@ -272,6 +317,11 @@ async def chaos(
             await trio.sleep(seconds)
             client.resume_reading()
 
+        async def slowed(client: ChaosKMarketClient, seconds: float) -> None:
+            client.slow_down(rng.uniform(0.005, 0.03))  # slower than the publisher
+            await trio.sleep(seconds)
+            client.resume_reading()
+
         while trio.current_time() < deadline:
             await trio.sleep(rng.uniform(0.05, 0.3))
             market = rng.choice(MARKETS)
@@ -288,6 +338,7 @@ async def chaos(
                     "drop_socket",
                     "drop_uof_socket",
                     "slow_reader",
+                    "stalled_reader",
                 ]
             )
             now = trio.current_time()
@@ -319,8 +370,11 @@ async def chaos(
             elif action == "drop_uof_socket":
                 rng.choice(uclients).drop()
                 continue
-            else:
-                nursery.start_soon(paused, rng.choice(kclients), rng.uniform(0.2, 1.0))
+            elif action == "slow_reader":
+                nursery.start_soon(slowed, rng.choice(kclients), rng.uniform(0.5, 3.0))
+                continue
+            else:  # stalled_reader: sometimes past the write deadline (2 s): closed with 4001
+                nursery.start_soon(paused, rng.choice(kclients), rng.uniform(0.5, 3.0))
                 continue
             armed.append(fault)
             # Kind-wide faults also match actors started later: keep every fault brief.
@@ -334,6 +388,12 @@ async def publisher(server: Server, rng: random.Random, figures: Figures) -> Non
         n += 1
         market = rng.choice(MARKETS)
         patch: Message = {"n": n, "price": round(rng.uniform(1.01, 9.0), 2)}
+        if rng.random() < 0.3:
+            patch["note"] = "x" * rng.randrange(500, 3000)  # bigger frames fill buffers sooner
+        if rng.random() < 0.1:
+            # A key that turns from a scalar (or null) into an object: two such patches have
+            # no single equivalent patch, so a lagging reader is resynced, not coalesced.
+            patch["flip"] = rng.choice([None, n, {"at": n}])
         if rng.random() < 0.3:
             patch["sel"] = {str(rng.randrange(5)): rng.choice([None, rng.randrange(100)])}
         await server.hub.publish(f"market:{market}", patch)
@@ -363,97 +423,123 @@ async def run_seed(seed: int) -> Figures:
         mts_latency_s=0.02,
         max_connections_per_user=50,
         room_idle_s=0.5,  # rooms left without subscribers stop soon: tasks return to baseline
+        # A small outbox and a short write deadline, so that slow and stalled readers reach
+        # every step of the slow-consumer policy within a run.
+        outbox_capacity=96,
+        outbox_high_water=32,
+        write_deadline_s=2.0,
     )
-    async with open_server(s) as server:
-        gc.collect()
-        tasks_before_by_name = live_tasks()
-        tasks_before = sum(tasks_before_by_name.values())
-        rss_before = rss_bytes()
-        kclients = [
-            ChaosKMarketClient(server.ws_url, make_token(f"k{i}"), list(MARKETS), backoff=_backoff)
-            for i in range(5)
-        ]
-        uclients = [
-            UofClient(server.ws_url, f"u{i}", random.Random(rng.random())) for i in range(3)
-        ]
-        async with trio.open_nursery() as clients:
-            for k in kclients:
-                clients.start_soon(k.run)
-            for u in uclients:
-                clients.start_soon(u.run, server)
-            async with trio.open_nursery() as load:
-                load.start_soon(publisher, server, rng, figures)
-                await chaos(server, rng, figures, kclients, uclients)
-                load.cancel_scope.cancel()
-            server.system.faults.disarm()
-            for k in kclients:
-                k.resume_reading()
-            for u in uclients:
-                u.submitting = False
-
-            # Every KMarket client catches up with the engine, state and seq.
-            for k in kclients:
-                await wait_for(
-                    lambda k=k: caught_up(server, k), f"seed {seed}: a client catching up"
-                )
-                for market in MARKETS:
-                    snap = await server.engine.snapshot(f"market:{market}")
-                    assert k.markets[str(market)].state == snap.state, (seed, market)
-                    assert k.markets[str(market)].seq == snap.seq
-
-            # Every submitted ticket has its result, once, in the engine and at its client.
-            for u in uclients:
-                await wait_for(
-                    lambda u=u: set(u.results) >= set(u.submitted),
-                    f"seed {seed}: results for every ticket of {u.user}",
-                )
-                stream = await server.engine.updates(f"user:{u.user}", since_seq=0, limit=1000)
-                per_ticket = Counter(
-                    up.data["ticketId"] for up in stream if isinstance(up.data, dict)
-                )
-                assert set(per_ticket) == set(u.submitted), (seed, u.user)
-                assert all(n == 1 for n in per_ticket.values()), (seed, u.user, per_ticket)
-                for ticket_id, seen in u.results.items():
-                    assert all(r == seen[0] for r in seen), (seed, ticket_id, seen)
-                    figures.results[seen[0].get("status", "?")] += 1
-                assert u.violations == [], (seed, u.violations)
-                figures.tickets += len(u.submitted)
-                figures.reconnects += u.connects - 1
-
-            for k in kclients:
-                figures.reconnects += k.connects - 1
-                figures.resyncs += k.resyncs
-                figures.pauses += k.pauses
-                figures.conflated += sum(v.conflated for v in k.markets.values())
-            clients.cancel_scope.cancel()
-
-        # The server still answers: HTTP health, and a fresh client subscribes.
-        async with httpx.AsyncClient(timeout=5.0) as http:
-            health = await http.get(f"{server.http_url}/api/ws/health")
-            assert health.status_code == 200, health.text
-        fresh = KMarketClient(server.ws_url, make_token("fresh"), list(MARKETS), backoff=_backoff)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(fresh.run)
-            await wait_for(lambda: caught_up(server, fresh), f"seed {seed}: a fresh client")
-            nursery.cancel_scope.cancel()
-        assert fresh.connects == 1
-
-        # Tasks and memory back to their baseline once the clients are gone.
-        try:
-            await wait_for(
-                lambda: count_tasks() <= tasks_before + TASK_TOLERANCE,
-                f"seed {seed}: trio tasks back to {tasks_before} (+{TASK_TOLERANCE})",
-            )
-        except AssertionError as exc:
-            extra = live_tasks() - tasks_before_by_name
-            raise AssertionError(f"{exc}; tasks above the baseline: {dict(extra)}") from None
-        figures.tasks_baseline, figures.tasks_after = tasks_before, count_tasks()
-        figures.tasks_extra = dict(live_tasks() - tasks_before_by_name)
-        gc.collect()
-        figures.rss_growth = rss_bytes() - rss_before
-        assert figures.rss_growth < RSS_TOLERANCE, figures.rss_growth
+    reports = CrashReports(figures.unexpected_crashes)
+    supervisor_log = logging.getLogger("actors._supervisor")
+    supervisor_log.addHandler(reports)
+    try:
+        async with open_server(s) as server:
+            await serve_seed(server, seed, rng, figures)
+    finally:
+        supervisor_log.removeHandler(reports)
+    assert figures.unexpected_crashes == [], figures.unexpected_crashes
     figures.wall_s = round(time.monotonic() - started, 2)
     return figures
+
+
+async def serve_seed(server: Server, seed: int, rng: random.Random, figures: Figures) -> None:
+    """Run the load and the faults on ``server``, then check the invariants."""
+    gc.collect()
+    tasks_before_by_name = live_tasks()
+    tasks_before = sum(tasks_before_by_name.values())
+    rss_before = rss_bytes()
+    kclients = [
+        ChaosKMarketClient(server.ws_url, make_token(f"k{i}"), list(MARKETS), backoff=_backoff)
+        for i in range(5)
+    ]
+    uclients = [UofClient(server.ws_url, f"u{i}", random.Random(rng.random())) for i in range(3)]
+    async with trio.open_nursery() as clients:
+        for k in kclients:
+            clients.start_soon(k.run)
+        for u in uclients:
+            clients.start_soon(u.run, server)
+        async with trio.open_nursery() as load:
+            load.start_soon(publisher, server, rng, figures)
+            await chaos(server, rng, figures, kclients, uclients)
+            load.cancel_scope.cancel()
+        server.system.faults.disarm()
+        for k in kclients:
+            k.resume_reading()
+        for u in uclients:
+            u.submitting = False
+
+        # Every KMarket client catches up with the engine, state and seq.
+        for k in kclients:
+            await wait_for(lambda k=k: caught_up(server, k), f"seed {seed}: a client catching up")
+            for market in MARKETS:
+                snap = await server.engine.snapshot(f"market:{market}")
+                assert k.markets[str(market)].state == snap.state, (seed, market)
+                assert k.markets[str(market)].seq == snap.seq
+
+        # Every submitted ticket has its result, once, in the engine and at its client.
+        for u in uclients:
+            await wait_for(
+                lambda u=u: set(u.results) >= set(u.submitted),
+                f"seed {seed}: results for every ticket of {u.user}",
+            )
+            stream = await server.engine.updates(f"user:{u.user}", since_seq=0, limit=1000)
+            per_ticket = Counter(up.data["ticketId"] for up in stream if isinstance(up.data, dict))
+            assert set(per_ticket) == set(u.submitted), (seed, u.user)
+            assert all(n == 1 for n in per_ticket.values()), (seed, u.user, per_ticket)
+            for ticket_id, seen in u.results.items():
+                assert all(r == seen[0] for r in seen), (seed, ticket_id, seen)
+                figures.results[seen[0].get("status", "?")] += 1
+            assert u.violations == [], (seed, u.violations)
+            figures.tickets += len(u.submitted)
+            figures.reconnects += u.connects - 1
+
+        for k in kclients:
+            figures.reconnects += k.connects - 1
+            figures.resyncs += k.resyncs
+            figures.pauses += k.pauses
+            figures.slowdowns += k.slowdowns
+            figures.conflated += sum(v.conflated for v in k.markets.values())
+        figures.slow_closes = server.stats.slow_closes
+        clients.cancel_scope.cancel()
+
+    # The server still answers: HTTP health, and a fresh client subscribes.
+    async with httpx.AsyncClient(timeout=5.0) as http:
+        health = await http.get(f"{server.http_url}/api/ws/health")
+        assert health.status_code == 200, health.text
+    fresh = KMarketClient(server.ws_url, make_token("fresh"), list(MARKETS), backoff=_backoff)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(fresh.run)
+        await wait_for(lambda: caught_up(server, fresh), f"seed {seed}: a fresh client")
+        nursery.cancel_scope.cancel()
+    assert fresh.connects == 1
+
+    # Tasks and memory back to their baseline once the clients are gone.
+    try:
+        await wait_for(
+            lambda: count_tasks() <= tasks_before + TASK_TOLERANCE,
+            f"seed {seed}: trio tasks back to {tasks_before} (+{TASK_TOLERANCE})",
+        )
+    except AssertionError as exc:
+        extra = live_tasks() - tasks_before_by_name
+        raise AssertionError(f"{exc}; tasks above the baseline: {dict(extra)}") from None
+    figures.tasks_baseline, figures.tasks_after = tasks_before, count_tasks()
+    figures.tasks_extra = dict(live_tasks() - tasks_before_by_name)
+    gc.collect()
+    figures.rss_growth = rss_bytes() - rss_before
+    assert figures.rss_growth < RSS_TOLERANCE, figures.rss_growth
+
+
+class CrashReports(logging.Handler):
+    """Keeps the supervisors' reports of crashes that no fault injected."""
+
+    def __init__(self, into: list[str]) -> None:
+        super().__init__(logging.WARNING)
+        self.into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if " crashed: " in text and "InjectedFault" not in text:
+            self.into.append(text[:300])
 
 
 def write_report(figures: Figures) -> None:

@@ -149,3 +149,22 @@ def test_invalid_tickets_name_the_problem(raw: Any, problem: str) -> None:
 
 def test_a_valid_ticket_parses() -> None:
     assert isinstance(parse_ticket(ticket()), Ticket)
+
+
+async def test_a_desk_that_does_not_answer_is_unavailable_not_a_crash(autojump_clock: Any) -> None:
+    # The connection that submitted must not fail because the desk crashed or stalled.
+    async with open_core() as core:
+        await live_market(core)
+        crash = core.system.faults.arm("crash", actor="desks/tickets")
+        answer = await core.desk.submit("u1", ticket("t1"))
+        assert isinstance(answer, ProtocolError)
+        assert (answer.code, answer.message) == (
+            "SERVICE_UNAVAILABLE",
+            "the ticket desk did not answer; retry",
+        )
+        core.system.faults.disarm(crash.id)
+        stall = core.system.faults.arm("stall", actor="desks/tickets")
+        with trio.fail_after(60):
+            answer = await core.desk.submit("u1", ticket("t2"))
+        assert isinstance(answer, ProtocolError) and answer.code == "SERVICE_UNAVAILABLE"
+        core.system.faults.disarm(stall.id)

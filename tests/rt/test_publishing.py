@@ -126,6 +126,16 @@ def test_the_largest_batch_is_accepted() -> None:
             id="payload-inf",
         ),
         pytest.param(
+            {"updates": [item(), item(payload={"a": ["ok", "\ud800"]})]},
+            'updates[1].payload: expected payload to hold only text with a UTF-8 encoding, got "\\ud800" (a lone UTF-16 surrogate)',
+            id="payload-lone-surrogate",
+        ),
+        pytest.param(
+            {"updates": [item(payload={"\udc00": 1})]},
+            "updates[0].payload: expected payload to hold only text with a UTF-8 encoding",
+            id="key-lone-surrogate",
+        ),
+        pytest.param(
             {"updates": [{**item(), "seq": 4}]}, "updates[0].seq: unknown field", id="unknown-field"
         ),
     ],
@@ -228,9 +238,15 @@ def test_a_single_update_frame_without_an_id() -> None:
         ("[1]", "BAD_JSON", None, "expected a JSON object, got [1]"),
         (
             '{"type":"publish","id":1,"marketId":1,"payload":{"a":NaN}}',
-            "INVALID_PUBLISH",
-            1,
-            "payload: expected payload to hold only finite numbers",
+            "BAD_JSON",
+            None,
+            "the frame is not valid JSON (NaN is not a JSON value)",
+        ),
+        (
+            '{"type":"publish","id":1,"marketId":1,"payload":{"a":"\\ud800"}}',
+            "BAD_JSON",
+            None,
+            "the frame is not valid JSON (string",
         ),
         (
             '{"type":"subscribe","id":"a"}',

@@ -200,7 +200,7 @@ def test_rt_token_prints_a_verifiable_token(
 def test_rt_tail_prints_the_live_stream() -> None:
     env = _env(RT_JWT_SECRET=SECRET, RT_DEMO_FEED="false", RT_ADMIN_TOKEN="admin-token-0123456789abcdef0123456789abcdef")
     with serving("--port", "0", env=env) as (server, ready):
-        ws_port, http_port = ready.group(2), ready.group(4)
+        http_port = ready.group(4)
         tail = subprocess.Popen(
             [
                 *RT,
@@ -356,7 +356,7 @@ def test_serving_tunes_the_collector_for_rare_full_collections() -> None:
 def test_rt_tail_stops_on_a_refused_token_with_the_servers_reason() -> None:
     env = _env(RT_JWT_SECRET=SECRET, RT_DEMO_FEED="false")
     with serving("--port", "0", env=env) as (server, ready):
-        ws_port, http_port = ready.group(2), ready.group(4)
+        http_port = ready.group(4)
         tail = subprocess.run(
             [
                 *RT,

@@ -211,3 +211,17 @@ class Watch:
         with trio.fail_after(TIMEOUT_S):
             while not predicate():
                 await self._changed.wait()
+
+
+async def upgrade_status(port: int, path: str) -> bytes:
+    """The HTTP status a WebSocket upgrade on ``path`` gets (read off the raw answer)."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        await stream.send_all(
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        with trio.fail_after(5):
+            answer = await stream.receive_some(4096)
+    return bytes(answer.split(b" ", 2)[1])

@@ -31,6 +31,41 @@ BAD_TEXT: list[Any] = [
         id="a-string",
     ),
     pytest.param("{}", ("INVALID_MESSAGE", "missing field: type", ""), id="no-type"),
+    # Each of these once crashed the connection (RecursionError, ValueError,
+    # UnicodeEncodeError): now the dialect's error, and the connection goes on.
+    pytest.param(
+        "[" * 30_000 + "]" * 30_000,
+        (
+            "INVALID_JSON",
+            "message is not valid JSON: arrays and objects nest deeper than 32 levels",
+            "",
+        ),
+        id="nested-30000-deep",
+    ),
+    pytest.param(
+        '{"type": "ping", "ts": NaN}',
+        ("INVALID_JSON", "message is not valid JSON: NaN is not a JSON value", ""),
+        id="ping-ts-nan",
+    ),
+    pytest.param(
+        '{"type": "ping", "ts": "\\ud800"}',
+        (
+            "INVALID_JSON",
+            'message is not valid JSON: string "\\ud800" holds a lone UTF-16 surrogate',
+            "",
+        ),
+        id="ping-ts-lone-surrogate",
+    ),
+    pytest.param(
+        '{"type": "ping", "type": "subscribe"}',
+        ("INVALID_JSON", 'message is not valid JSON: duplicate key "type" in an object', ""),
+        id="duplicate-key",
+    ),
+    pytest.param(
+        '{"type": "ping", "ts": ' + "9" * 5000 + "}",
+        ("INVALID_JSON", None, "message is not valid JSON: number "),
+        id="huge-number",
+    ),
     pytest.param(
         '{"type": 5}',
         ("INVALID_MESSAGE", "expected type to be a string, got 5", ""),
@@ -187,6 +222,7 @@ async def test_bad_message_gets_an_error_and_the_connection_goes_on(
         assert await peer.recv() == odds_update(1002, 1, {"m": 1})
 
 
+@pytest.mark.server_settings(max_invalid_messages=len(BAD_TEXT))
 async def test_every_bad_message_in_a_row_on_one_connection(server: Server) -> None:
     async with connect(server) as peer, connect(server) as bystander:
         await peer.subscribe(1001)

@@ -343,6 +343,26 @@ async def test_bad_override_is_400(
     assert server.engine.topics() == []
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param(b'{"marketId":1001,"payload":{"name":"\\ud800"}}', id="lone-surrogate"),
+        pytest.param(b'{"marketId":1001,"payload":{"\\udfff":1}}', id="lone-surrogate-key"),
+        pytest.param(b'{"marketId":1001,"payload":{"p":NaN}}', id="nan"),
+    ],
+)
+async def test_an_override_no_dialect_could_send_is_refused_and_not_published(
+    server: Server, http: httpx.AsyncClient, admin: dict[str, str], text: bytes
+) -> None:
+    # Accepted, it would be acknowledged and then fail in every room's encoder: lost.
+    headers = {**admin, "content-type": "application/json"}
+    response = await http.post("/admin/odds/override", content=text, headers=headers)
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "INVALID_REQUEST"
+    assert "payload" in response.json()["message"]
+    assert server.engine.topics() == []
+
+
 # -- GET /openapi.json -------------------------------------------------------------------
 
 

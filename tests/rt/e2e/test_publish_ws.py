@@ -273,10 +273,19 @@ async def test_pipelined_frames_are_answered_in_order_and_published_in_order(
             '{"type": "publish", "marketId": 1001, "payload": {"p": NaN}}',
             {
                 "id": None,
-                "code": "INVALID_PUBLISH",
-                "message": "payload: expected payload to hold only finite numbers, got nan",
+                "code": "BAD_JSON",
+                "message": "the frame is not valid JSON (NaN is not a JSON value)",
             },
             id="nan",
+        ),
+        pytest.param(
+            '{"type": "publish", "marketId": 1001, "payload": {"p": "\\ud800"}}',
+            {
+                "id": None,
+                "code": "BAD_JSON",
+                "message": 'the frame is not valid JSON (string "\\ud800" holds a lone UTF-16 surrogate)',
+            },
+            id="lone-surrogate",
         ),
     ],
 )

@@ -31,6 +31,9 @@ DOCUMENTED = {
     "rt_outbox_duplicates_dropped": "counter",
     "rt_heartbeat_timeouts": "counter",
     "rt_slow_consumer_closes": "counter",
+    "rt_invalid_messages": "counter",
+    "rt_limit_closes": "counter",
+    "rt_refused_joins": "counter",
     "rt_published_updates": "counter",
     "rt_topics": "gauge",
     "rt_actors": "gauge",
@@ -52,7 +55,7 @@ async def test_every_metric_is_exposed_with_its_type_and_starts_at_zero(
     for name in ("rt_messages_sent_total", "rt_sent_bytes_total", "rt_published_updates_total"):
         assert metrics.value(name) == 0
     assert metrics.value("rt_publish_to_send_latency_seconds_count") == 0
-    assert metrics.value("rt_actors", kind="listener") == 2
+    assert metrics.value("rt_actors", kind="listener") == 1  # one port, HTTP and WebSocket
     assert metrics.value("rt_actors", kind="engine") == 1
     assert metrics.value("rt_uptime_seconds") > 0
 

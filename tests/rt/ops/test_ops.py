@@ -127,6 +127,9 @@ async def test_stats_have_the_seeds_shape_and_rts_counters(
         "duplicates_dropped",
         "heartbeat_timeouts",
         "slow_consumer_closes",
+        "invalid_messages",
+        "limit_closes",
+        "refused_joins",
         "published",
         "topics",
     ):
@@ -237,6 +240,12 @@ async def test_broadcast_needs_the_admin_token_and_a_valid_body(
         assert response.status_code == 400, payload
         assert response.json() == {"code": "INVALID_REQUEST", "message": message}
     response = await http.post("/realtime/broadcast", content=b"{", headers=admin)
-    assert response.json() == {"code": "INVALID_REQUEST", "message": "the body is not valid JSON"}
+    assert response.status_code == 400
+    assert response.json()["message"].startswith("the body is not valid JSON: ")
+    # Nothing that no dialect could encode is sent on: NaN, a lone surrogate.
+    for text in (b'{"type":"x","data":{"v":NaN}}', b'{"type":"x","data":{"v":"\\ud800"}}'):
+        response = await http.post("/realtime/broadcast", content=text, headers=admin)
+        assert response.status_code == 400, text
+        assert response.json()["code"] == "INVALID_REQUEST"
     response = await http.post("/realtime/broadcast", json=body, headers=admin)
     assert response.json() == {"delivered": 0}
