@@ -15,17 +15,21 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .admin_auth import admin_refusal
 from .auth import AuthError, issue_token, verify_token
 from .debug import create_debug_router
 from .dialects import DIALECTS
 from .http_limits import BodyLimit, BodyTooLarge, too_large_body
+from .jsontext import show
 from .metrics import metrics_router, totals
-from .model import HistoryGone
+from .model import HistoryGone, Snapshot
 from .ops import ops_router
 from .protocol._base import ProtocolError
+from .protocol.kmarket import TOPIC_PREFIX as MARKET_PREFIX
 from .protocol.kmarket import market_id, parse_market_id, topic_of
+from .protocol.uof import EVENT_PREFIX
 from .publishing import PublishInvalid, parse_batch_json, parse_update, publish_batch
 
 if TYPE_CHECKING:
@@ -78,6 +82,20 @@ class SnapshotResponse(BaseModel):
     payload: dict[str, Any]
 
 
+class TopicSummary(BaseModel):
+    seq: int = Field(description="the topic's latest seq (0: never published)")
+    epoch: str
+    updatedAt: int = Field(description="the latest update's time, ms since the Unix epoch")
+
+
+class MarketSummary(TopicSummary):
+    marketId: int | str
+
+
+class EventSummary(TopicSummary):
+    eventId: str
+
+
 class UpdatesResponse(BaseModel):
     marketId: int | str
     fromSeq: int
@@ -90,6 +108,29 @@ class HealthResponse(BaseModel):
     connections: int
     topics: int
     messages_sent: int
+
+
+def describe_problem(error: Any) -> str:
+    """One validation problem in words, naming the field (pydantic's ``loc``)."""
+    loc = [str(p) for p in error.get("loc", ()) if p != "body"]
+    kind = error.get("type", "")
+    if kind == "json_invalid":
+        detail = error.get("ctx", {}).get("error", "")
+        return f"the body is not valid JSON ({detail})".replace(" ()", "")
+    where = ".".join(loc) or "the body"
+    if kind == "missing":
+        return f"{where} is required" if loc else "the body is required (a JSON object)"
+    if not loc and isinstance(error.get("input"), bytes):
+        return "the body must be a JSON object, sent with Content-Type: application/json"
+    if kind == "extra_forbidden":
+        return f"{where} is not a field of this request"
+    message = str(error.get("msg", "is invalid"))
+    message = message[0].lower() + message[1:] if message else message
+    received = error.get("input")
+    shown = show(received) if isinstance(received, str | int | float | bool | None) else type(
+        received
+    ).__name__
+    return f"{where}: {message}, got {shown}"
 
 
 def _market(raw: object) -> str:
@@ -159,10 +200,23 @@ def create_app(server: Server, *, operator_routes: bool = True) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}" for e in exc.errors()
-        )
+        problems = "; ".join(describe_problem(e) for e in exc.errors())
         return JSONResponse({"code": "INVALID_REQUEST", "message": problems}, status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Starlette's own answers (no such route, a method the route does not take) in the
+        # same {"code", "message"} form as every other error.
+        if exc.status_code == 404:
+            body = {"code": "NOT_FOUND", "message": f"no route {request.url.path}"}
+        elif exc.status_code == 405:
+            body = {
+                "code": "METHOD_NOT_ALLOWED",
+                "message": f"{request.url.path} does not take {request.method}",
+            }
+        else:
+            body = {"code": f"HTTP_{exc.status_code}", "message": str(exc.detail)}
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
     def require_admin(request: Request) -> None:
         refusal = admin_refusal(server.admin_gate, request)
@@ -250,6 +304,33 @@ def create_app(server: Server, *, operator_routes: bool = True) -> FastAPI:
                 for u in found
             ],
         )
+
+    async def live(prefix: str) -> list[tuple[str, Snapshot]]:
+        """The engine's topics under ``prefix`` that hold data, by name."""
+        found = []
+        for topic in sorted(t for t in server.engine.topics() if t.startswith(prefix)):
+            snap = await server.engine.snapshot(topic)
+            if snap.seq > 0:
+                found.append((topic[len(prefix) :], snap))
+        return found
+
+    @app.get("/api/markets", response_model=list[MarketSummary], tags=["markets"])
+    async def markets() -> list[MarketSummary]:
+        """The markets that have data (KMarket, ``/ws/odds``), with their latest ``seq``.
+        Subscribing to any other id works too (it waits for its first publish): this list
+        is for catching a mistyped id."""
+        return [
+            MarketSummary(marketId=market_id(name), seq=s.seq, epoch=s.epoch, updatedAt=s.ts)
+            for name, s in await live(MARKET_PREFIX)
+        ]
+
+    @app.get("/api/events", response_model=list[EventSummary], tags=["events"])
+    async def events() -> list[EventSummary]:
+        """The sport events that have data (UOF, ``/ws``), with their latest ``seq``."""
+        return [
+            EventSummary(eventId=name, seq=s.seq, epoch=s.epoch, updatedAt=s.ts)
+            for name, s in await live(EVENT_PREFIX)
+        ]
 
     @app.get("/api/ws/health", response_model=HealthResponse, tags=["operations"])
     async def health() -> HealthResponse:
