@@ -109,6 +109,11 @@ def _serve_parser(sub: Any) -> None:
         help="a feed silent this long has its markets suspended (RT_FEED_GRACE_S, default 5)",
     )
     p.add_argument(
+        "--debug",
+        action="store_true",
+        help="on a failure at start, print the whole traceback instead of one line",
+    )
+    p.add_argument(
         "--log-json",
         action="store_true",
         default=None,
@@ -147,8 +152,68 @@ def cmd_serve(args: argparse.Namespace) -> int:
     def ready(line: str) -> None:
         print(line, flush=True)
 
-    trio.run(serve_until_signalled, settings, ready)
+    busy = busy_port(settings)
+    if busy is not None:
+        print(f"rt: {busy}", file=sys.stderr, flush=True)
+        return 1
+    try:
+        trio.run(serve_until_signalled, settings, ready)
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(f"rt: {startup_failure(exc, settings)}", file=sys.stderr, flush=True)
+        return 1
     return 0
+
+
+def busy_port(settings: Settings) -> str | None:
+    """Why a port of ``settings`` cannot be listened on, checked before anything starts (a
+    listener that cannot bind would otherwise crash and be restarted under supervision)."""
+    import socket
+
+    ports = [("RT_PORT / --port", settings.port)]
+    if settings.admin_port:
+        ports.append(("RT_ADMIN_PORT / --admin-port", settings.admin_port))
+    for name, port in ports:
+        if not port:
+            continue
+        try:
+            infos = socket.getaddrinfo(settings.host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            return f"cannot listen on {settings.host} (RT_HOST / --host): {exc.strerror or exc}"
+        for family, kind, proto, _, address in infos:
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind(address)
+                except OSError as exc:
+                    return (
+                        f"cannot listen on {settings.host}:{port} ({name}): "
+                        f"{(exc.strerror or str(exc)).lower()}"
+                    )
+    return None
+
+
+def startup_failure(exc: BaseException, settings: Settings) -> str:
+    """One line that names why the server stopped: the port, the setting, the cause."""
+    import errno
+
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(startup_failure(e, settings) for e in exc.exceptions)
+    cause = exc.__cause__ if exc.__cause__ is not None else exc
+    if isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE:
+        return (
+            f"cannot listen on {settings.host}: a port is already in use "
+            f"(port {settings.port}, RT_PORT / --port; admin port {settings.admin_port}); "
+            "stop what holds it or choose another"
+        ).replace("; admin port None", "")
+    if isinstance(cause, OSError) and cause.errno == errno.EADDRNOTAVAIL:
+        return f"cannot listen on {settings.host} (RT_HOST / --host): no such address here"
+    if isinstance(cause, OSError) and cause.errno == errno.EACCES:
+        return f"not allowed to listen on port {settings.port} (RT_PORT / --port)"
+    return f"the server stopped: {type(cause).__name__}: {cause} (--debug shows the traceback)"
 
 
 def cmd_token(args: argparse.Namespace) -> int:

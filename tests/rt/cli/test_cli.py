@@ -425,3 +425,42 @@ def socket_on_free_port() -> Iterator[int]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         yield sock.getsockname()[1]
+
+
+def test_a_busy_port_is_one_clear_line() -> None:
+    with socket_on_free_port() as port:  # bound: nobody else may listen there
+        result = subprocess.run(
+            [*RT, "serve", "--port", str(port)],
+            env=_env(RT_JWT_SECRET=SECRET, RT_DEMO_FEED="false"),
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"rt: cannot listen on 127.0.0.1:{port} (RT_PORT / --port): address already in use\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        ([], {"RT_PORT": "x"}, "rt: RT_PORT has an invalid value 'x'\n"),
+        ([], {"RT_JWT_SECRET": "short"}, "rt: RT_JWT_SECRET must be at least 32 bytes long\n"),
+        (["--host", "203.0.113.7", "--port", "0"], {}, "rt: cannot listen on 203.0.113.7"),
+    ],
+)
+def test_a_bad_setting_is_one_line_naming_it(
+    args: list[str], env: dict[str, str], expected: str
+) -> None:
+    result = subprocess.run(
+        [*RT, "serve", *args],
+        env=_env(**{"RT_JWT_SECRET": SECRET, "RT_DEMO_FEED": "false", **env}),
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert result.returncode != 0
+    assert result.stderr.startswith(expected), result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
