@@ -166,6 +166,31 @@ class HideOperatorRoutes:
         await self.app(scope, receive, send)
 
 
+#: Where /docs loads Swagger UI from: the swagger-ui-bundle package's files, served by rt.
+DOCS_ASSETS = "/docs/assets"
+
+
+def mount_api_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs with every asset served by rt itself (FastAPI's default page
+    loads them from a CDN, and is blank offline)."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+    from starlette.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title="rt API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        )
+
+
 def create_app(server: Server, *, operator_routes: bool = True) -> FastAPI:
     """The HTTP API. Without ``operator_routes``, /debug, /metrics and /admin answer 404
     (they are served on the admin port instead)."""
@@ -174,7 +199,11 @@ def create_app(server: Server, *, operator_routes: bool = True) -> FastAPI:
         title="rt",
         version="0.1.0",
         description="Realtime odds push server: tokens, snapshots, history and admin publish.",
+        # /docs is served below from an installed package, so it works with no internet.
+        docs_url=None,
+        redoc_url=None,
     )
+    mount_api_docs(app)
     if not operator_routes:
         app.add_middleware(HideOperatorRoutes)
 

@@ -439,3 +439,20 @@ async def test_markets_and_events_list_the_live_topics(
     ]
     (event,) = (await http.get("/api/events")).json()
     assert (event["eventId"], event["seq"], event["updatedAt"]) == ("sr:match:7", 1, FIXED_TS)
+
+
+async def test_pages_need_no_internet(server: Server, http: httpx.AsyncClient) -> None:
+    """/docs loads Swagger UI from rt itself; no page rt serves references another host."""
+    import re
+
+    admin = {"Authorization": f"Bearer {server.settings.admin_token}"}
+    for page in ("/docs", "/debug"):
+        response = await http.get(page, headers=admin)
+        assert response.status_code == 200, page
+        urls = re.findall(r"""(?:src|href|url)\s*[=(:]\s*["']?([^"')\s>]+)""", response.text)
+        assert urls, page
+        external = [u for u in urls if re.match(r"(?:https?:)?//", u)]
+        assert external == [], (page, external)
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png"):
+        assert (await http.get(f"/docs/assets/{asset}")).status_code == 200, asset
+    assert (await http.get("/redoc")).status_code == 404
