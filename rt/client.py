@@ -162,20 +162,27 @@ class KMarketClient:
 
     async def _session(self, url: str) -> None:
         async with open_websocket_url(url) as ws:
-            self.ws = ws
-            self.connects += 1
-            hello = self._hello()
-            then = hello.pop("_then_subscribe", None)
-            await ws.send_message(json.dumps(hello))
-            if then:
-                await ws.send_message(json.dumps({"type": "subscribe", "markets": then}))
-            self.connected.set()
-            while True:
-                text = await ws.get_message()
-                message = json.loads(text)
-                self.apply(message)
-                if self.on_message is not None:
-                    self.on_message(message)
+            await self._serve(ws)
+
+    async def _serve(self, ws: Any) -> None:
+        """Say hello on a fresh connection, then fold in every message until it closes."""
+        self.ws = ws
+        self.connects += 1
+        hello = self._hello()
+        then = hello.pop("_then_subscribe", None)
+        await ws.send_message(json.dumps(hello))
+        if then:
+            await ws.send_message(json.dumps({"type": "subscribe", "markets": then}))
+        self.connected.set()
+        while True:
+            message = json.loads(await self._receive(ws))
+            self.apply(message)
+            if self.on_message is not None:
+                self.on_message(message)
+
+    async def _receive(self, ws: Any) -> str | bytes:
+        """The next message (a test client may hold back its reading here)."""
+        return await ws.get_message()  # type: ignore[no-any-return]
 
     async def run(self) -> None:
         """Stay connected: reconnect with backoff after every transient failure, resuming

@@ -18,7 +18,14 @@ from typing import Any
 import h11
 import trio
 
-__all__ = ["MAX_HEAD_BYTES", "ChannelListener", "ReplayStream", "is_websocket_upgrade", "read_head"]
+__all__ = [
+    "MAX_HEAD_BYTES",
+    "ChannelListener",
+    "ReplayStream",
+    "StreamWrapper",
+    "is_websocket_upgrade",
+    "read_head",
+]
 
 #: A request head longer than this is not read further: Hypercorn gets it and refuses it.
 MAX_HEAD_BYTES = 16 * 1024
@@ -54,24 +61,19 @@ def is_websocket_upgrade(head: bytes) -> bool:
     return False
 
 
-class ReplayStream(trio.abc.HalfCloseableStream):
-    """A socket stream that first gives back the bytes read from it already."""
+class StreamWrapper(trio.abc.HalfCloseableStream):
+    """A stream over a socket stream (or another wrapper) that passes writes, the socket and
+    the close straight through; subclasses change how it is read."""
 
-    def __init__(self, stream: trio.SocketStream, replay: bytes) -> None:
-        self.transport = stream
-        self._replay = replay
+    def __init__(self, transport: Any) -> None:
+        self.transport = transport
 
     @property
     def socket(self) -> Any:
         return self.transport.socket
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        if self._replay:
-            size = len(self._replay) if max_bytes is None else max_bytes
-            data, self._replay = self._replay[:size], self._replay[size:]
-            await trio.lowlevel.checkpoint()
-            return data
-        return await self.transport.receive_some(max_bytes)
+        return await self.transport.receive_some(max_bytes)  # type: ignore[no-any-return]
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         await self.transport.send_all(data)
@@ -84,6 +86,22 @@ class ReplayStream(trio.abc.HalfCloseableStream):
 
     async def aclose(self) -> None:
         await self.transport.aclose()
+
+
+class ReplayStream(StreamWrapper):
+    """A socket stream that first gives back the bytes read from it already."""
+
+    def __init__(self, stream: trio.SocketStream, replay: bytes) -> None:
+        super().__init__(stream)
+        self._replay = replay
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        if self._replay:
+            size = len(self._replay) if max_bytes is None else max_bytes
+            data, self._replay = self._replay[:size], self._replay[size:]
+            await trio.lowlevel.checkpoint()
+            return data
+        return await self.transport.receive_some(max_bytes)  # type: ignore[no-any-return]
 
 
 class ChannelListener(trio.abc.Listener[trio.abc.Stream]):

@@ -15,7 +15,7 @@ from typing import Any
 
 import trio
 
-from .front_door import ReplayStream
+from .front_door import ReplayStream, StreamWrapper
 from .inbound import FrameGuard, GuardLimits, HeadScanner, Violation
 
 __all__ = ["GuardedListener", "GuardedStream"]
@@ -28,9 +28,9 @@ SocketLike = trio.SocketStream | ReplayStream
 LINGER_S = 2.0
 
 
-class GuardedStream(trio.abc.HalfCloseableStream):
+class GuardedStream(StreamWrapper):
     def __init__(self, stream: SocketLike, limits_for: LimitsFor) -> None:
-        self.transport = stream
+        super().__init__(stream)
         self._limits_for = limits_for
         self._head: HeadScanner | None = HeadScanner()
         self._guard: FrameGuard | None = None
@@ -45,16 +45,12 @@ class GuardedStream(trio.abc.HalfCloseableStream):
         except (OSError, ValueError, TypeError):
             pass
 
-    @property
-    def socket(self) -> trio.socket.SocketType:
-        return self.transport.socket
-
     def __repr__(self) -> str:
         return f"<GuardedStream from {self.peer}>"
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
         while self.violation is None:
-            data = await self.transport.receive_some(max_bytes)
+            data: bytes | bytearray = await self.transport.receive_some(max_bytes)
             if not data:
                 return data
             if self._guard is None:
@@ -75,15 +71,6 @@ class GuardedStream(trio.abc.HalfCloseableStream):
             # Nothing to pass yet (part of a header, of a control frame): read on, and never
             # report an end of stream that is not one.
         return b""
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self.transport.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self.transport.wait_send_all_might_not_block()
-
-    async def send_eof(self) -> None:
-        await self.transport.send_eof()
 
     async def aclose(self) -> None:
         if self.violation is not None:
