@@ -45,6 +45,7 @@ Role = Literal["public", "admin"]
 #: serve_listeners treats them: wait and accept again.
 ACCEPT_CAPACITY_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 
+
 class Listener(Actor):
     """Accepts connections on one port. A WebSocket upgrade is screened, authenticated and
     served by a Connection (or a PublisherSession on /ws/publish); anything else is HTTP,
@@ -114,13 +115,14 @@ class Listener(Actor):
     async def _front_door(self, stream: trio.SocketStream) -> None:
         """Read the request head, then hand the connection to trio-websocket or Hypercorn."""
         handed_over = False
+        head = b""  # what a client that sends too slowly sent is dropped with it
         try:
             with trio.move_on_after(self.server.settings.handshake_timeout_s):
                 try:
                     head = await read_head(stream)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     head = b""
-            if not head:  # silent for the whole handshake timeout, or gone
+            if not head:  # silent (or too slow) for the whole handshake timeout, or gone
                 return
             replay = ReplayStream(stream, head)
             if is_websocket_upgrade(head):

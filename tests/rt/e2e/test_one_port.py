@@ -64,6 +64,20 @@ async def test_a_silent_client_is_dropped_after_the_handshake_timeout(
         assert trio.current_time() - start == pytest.approx(
             server.settings.handshake_timeout_s, abs=0.5
         )
+    slow = await trio.open_tcp_stream("127.0.0.1", server.port)
+    async with slow:  # a slowloris: a byte of its head now and then, never the end of it
+        start = trio.current_time()
+        with trio.fail_after(60):
+            try:
+                for byte in b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaa":
+                    await slow.send_all(bytes([byte]))
+                    await trio.sleep(1)
+                assert await slow.receive_some(10) == b""
+            except trio.BrokenResourceError:
+                pass  # reset: it had sent bytes the server never read
+        assert trio.current_time() - start < server.settings.handshake_timeout_s + 2
+    (listener,) = [c for c in server.system.tree()["children"] if c["name"] == "public"]
+    assert listener["restarts"] == 0  # each connection's trouble is its own
 
 
 @pytest.mark.server_settings(admin_port=0, admin_routes_on_public_port=False)
