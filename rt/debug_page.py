@@ -60,6 +60,9 @@ input:focus, select:focus { outline: 1px solid var(--accent); }
 .error { color: var(--bad); margin: 8px 0 0; }
 .note { color: var(--ok); margin: 8px 0 0; }
 main { display: grid; grid-template-columns: minmax(0, 1fr) 360px; gap: 12px; padding: 12px; }
+/* A laptop's window (1280 px and up to 1500): the fault form goes below the tree, so every
+   column of the tree, last error and info included, fits without scrolling. */
+@media (max-width: 1500px) { main { grid-template-columns: minmax(0, 1fr); } }
 section, aside { background: var(--panel); border: 1px solid var(--line); border-radius: 8px;
   padding: 10px 12px; min-width: 0; }
 section { overflow-x: auto; }

@@ -234,16 +234,21 @@ def drive(url: str, token: str, profile: Path, publish: Callable[[int], None]) -
             ),
             "the stalled room's mailbox",
         )
-        # Every column fits the 1280 px window, the last ones (last error, info) included.
+        # Every column fits the 1280 px window, the last ones (last error, info) included:
+        # none is clipped by the tree's box, and nothing needs a horizontal scroll.
         overflow = driver.execute_script(
             "const t = document.getElementById('tree');"
-            "const heads = [...t.querySelectorAll('th')].map(th => th.textContent);"
-            "const info = t.querySelectorAll('th')[heads.indexOf('info')];"
-            "return [info.getBoundingClientRect().right, window.innerWidth,"
-            " document.documentElement.scrollWidth];"
+            "const box = t.closest('section');"
+            "const heads = [...t.querySelectorAll('th')];"
+            "const info = heads.find(th => th.textContent === 'info');"
+            "return [info.getBoundingClientRect().right, box.getBoundingClientRect().right,"
+            " box.scrollWidth, box.clientWidth, document.documentElement.scrollWidth,"
+            " window.innerWidth];"
         )
-        info_right, viewport, page_width = overflow
-        assert info_right <= viewport and page_width <= viewport, overflow
+        info_right, box_right, scroll_width, client_width, page_width, viewport = overflow
+        assert info_right <= box_right and scroll_width <= client_width, overflow
+        assert page_width <= viewport, overflow
+        driver.execute_script("window.scrollTo(0, 0)")  # the tree, for the screenshot
         png: bytes = driver.get_screenshot_as_png()
 
         # A bad request from the form shows the server's answer.
