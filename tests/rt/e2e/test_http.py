@@ -385,6 +385,8 @@ async def test_openapi_lists_every_route(http: httpx.AsyncClient) -> None:
         "/api/markets/{market}/odds/snapshot": ["get"],
         "/api/markets/{market}/odds/updates": ["get"],
         "/api/ws/health": ["get"],
+        "/api/markets": ["get"],
+        "/api/events": ["get"],
         "/api/tickets": ["post"],
         "/admin/odds/override": ["post"],
         "/admin/publish": ["post"],
