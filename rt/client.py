@@ -47,6 +47,10 @@ class Refused(Exception):
         self.message = message
 
 
+class StdoutClosed(Exception):
+    """Whoever read ``rt tail``'s output has stopped reading (not an OSError: not retried)."""
+
+
 def server_message(status: int, body: bytes | None) -> str:
     """The ``message`` of rt's JSON error body, or the body as text, or the status alone."""
     text = (body or b"").decode("utf-8", "replace").strip()
@@ -266,7 +270,10 @@ async def tail(ws_url: str, http_url: str, markets: list[str], token: str | None
         return await _fetch_token(http_url, user)
 
     def show(message: dict[str, Any]) -> None:
-        print(json.dumps(message, ensure_ascii=False), flush=True)
+        try:
+            print(json.dumps(message, ensure_ascii=False), flush=True)
+        except BrokenPipeError:  # the reader went away (`rt tail ... | head`): so do we
+            raise StdoutClosed from None
 
     def retrying(why: str, delay: float) -> None:
         print(f"rt tail: {why}; retrying in {delay:.1f} s", file=sys.stderr, flush=True)
@@ -283,6 +290,12 @@ async def tail(ws_url: str, http_url: str, markets: list[str], token: str | None
     except Refused as exc:
         print(f"rt tail: refused ({exc.status}): {exc.message}", file=sys.stderr, flush=True)
         return 2
+    except StdoutClosed:
+        # Nothing more can be written there; keep Python from failing to flush it at exit.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except ContractViolation as exc:
         print(f"rt tail: contract violation: {exc}", file=sys.stderr, flush=True)
         return 1

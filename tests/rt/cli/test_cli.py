@@ -464,3 +464,20 @@ def test_a_bad_setting_is_one_line_naming_it(
     assert result.returncode != 0
     assert result.stderr.startswith(expected), result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_rt_tail_ends_quietly_when_its_reader_goes_away() -> None:
+    env = _env(RT_JWT_SECRET=SECRET, RT_DEMO_FEED="true", RT_DEV="true")
+    with serving("--port", "0", env=env) as (server, ready):
+        url = f"http://127.0.0.1:{ready.group(4)}"
+        result = subprocess.run(
+            ["bash", "-c", f"{sys.executable} -m rt.cli tail --market 1001 --url {url} | head -n 2"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=10) == 0
+    assert [json.loads(line)["type"] for line in result.stdout.splitlines()] == ["ack", "snapshot"]
+    assert result.stderr == ""  # no "Broken pipe; retrying", no traceback
