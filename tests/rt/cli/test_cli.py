@@ -82,7 +82,7 @@ def test_serve_prints_ready_and_exits_cleanly_on_signal(sig: signal.Signals) -> 
 
 
 def test_options_come_from_the_environment_too() -> None:
-    env = _env(RT_JWT_SECRET=SECRET, RT_WS_PORT="0", RT_HTTP_PORT="0", RT_DEMO_FEED="true")
+    env = _env(RT_JWT_SECRET=SECRET, RT_PORT="0", RT_DEMO_FEED="true")
     with serving(env=env) as (proc, ready):
         http_port = ready.group(4)
         health = httpx.get(f"http://127.0.0.1:{http_port}/api/ws/health", timeout=5)
