@@ -16,9 +16,9 @@ from typing import Any
 
 import trio
 
-from .feeds.cli import add_sim_parser, run_sim
-from .logs import configure_logging
-from .settings import Settings
+from rt.feeds.cli import add_sim_parser, run_sim
+from rt.logs import configure_logging
+from rt.settings import Settings
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -139,7 +139,7 @@ def build_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .server import dev_settings, serve_until_signalled
+    from rt.server import dev_settings, serve_until_signalled
 
     try:
         settings, generated = dev_settings(build_settings(args, os.environ))
@@ -217,7 +217,7 @@ def startup_failure(exc: BaseException, settings: Settings) -> str:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    from .auth import issue_token
+    from rt.auth import issue_token
 
     secret = os.environ.get("RT_JWT_SECRET", "")
     if not secret:
@@ -239,7 +239,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 def cmd_tail(args: argparse.Namespace) -> int:
     import logging
 
-    from .client import tail
+    from rt.client import tail
 
     # stdout is for the stream alone (one JSON object per line); say nothing of each request.
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -285,9 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a client token; by default one is asked of the server's token route "
         "(open with --dev, else it needs RT_ADMIN_TOKEN in the environment)",
     )
-    tl.add_argument(
-        "--user", default="tail", help="the user id to ask a token for (default: tail)"
-    )
+    tl.add_argument("--user", default="tail", help="the user id to ask a token for (default: tail)")
 
     return parser
 

@@ -27,7 +27,7 @@ from trio_websocket import (
     open_websocket_url,
 )
 
-from .mergepatch import apply
+from rt.mergepatch import apply
 
 log = logging.getLogger(__name__)
 

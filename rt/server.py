@@ -28,19 +28,18 @@ from typing import Any, ClassVar
 import trio
 
 from actors import Actor, ActorSystem, ChildSpec, Strategy, Supervisor, open_system
-
-from .admin_auth import AdminGate
-from .auth import MIN_SECRET_BYTES
-from .demo import DemoFeed
-from .desk import DESK_PATH, DeskClient, SimulatedMts, TicketDesk
-from .dialects import DIALECTS
-from .engine import Engine, MemoryEngine, open_engine
-from .feeds import demo_feed_specs, feed_specs
-from .handshake import OpenSockets
-from .hub import Hub, RoomKeeper
-from .listeners import Listener
-from .settings import Settings
-from .stats import ConnectionStats
+from rt.auth import MIN_SECRET_BYTES
+from rt.delivery.hub import Hub, RoomKeeper
+from rt.dialects import DIALECTS
+from rt.dialects.uof.desk import DESK_PATH, DeskClient, SimulatedMts, TicketDesk
+from rt.engine import Engine, MemoryEngine, open_engine
+from rt.feeds import demo_feed_specs, feed_specs
+from rt.feeds.demo import DemoFeed
+from rt.http.admin import AdminGate
+from rt.settings import Settings
+from rt.ws.handshake import OpenSockets
+from rt.ws.listener import Listener
+from rt.ws.stats import ConnectionStats
 
 
 class EngineActor(Actor):
@@ -72,7 +71,7 @@ class Server:
         self.ports: dict[str, int] = {"public": settings.port}
         if settings.admin_port is not None:
             self.ports["admin"] = settings.admin_port
-        #: Open WebSockets per address and in all, against their caps (rt/handshake.py).
+        #: Open WebSockets per address and in all, against their caps (rt/ws/handshake.py).
         self.open_sockets = OpenSockets(
             per_ip=settings.max_connections_per_ip, total=settings.max_connections
         )

@@ -36,7 +36,7 @@ class Settings:
     token_default_ttl_s: int = 600
     token_max_ttl_s: int = 86_400
 
-    # the WebSocket upgrade (rt/handshake.py)
+    # the WebSocket upgrade (rt/ws/handshake.py)
     handshake_timeout_s: float = 10.0
     #: Origins (scheme://host[:port]) whose pages may open a WebSocket, besides the server's
     #: own; "*" allows any. A handshake without Origin (not a browser) is always allowed.
@@ -49,7 +49,7 @@ class Settings:
     admin_auth_window_s: float = 60.0
     max_http_body_bytes: int = 64 * 1024
 
-    #: Serve /ws/echo (rt/echo.py), the echo the conformance tests drive. Tests only.
+    #: Serve /ws/echo (rt/ws/echo.py), the echo the conformance tests drive. Tests only.
     echo_endpoint: bool = False
 
     # connections
@@ -66,7 +66,7 @@ class Settings:
     outbox_high_water: int = 768
     control_capacity: int = 256
 
-    # what one connection may send (rt/limits.py, docs/reliability.md); 4429 beyond
+    # what one connection may send (rt/ws/limits.py, docs/reliability.md); 4429 beyond
     inbound_rate_per_s: float = 50.0
     inbound_burst_messages: int = 100
     max_invalid_messages: int = 10

@@ -26,7 +26,7 @@ from wsproto.events import (
     TextMessage,
 )
 
-from rt.frames import frame_text
+from rt.ws.frames import frame_text
 
 from .trio_driver import run_baseline, start_publishing
 from .wire import Markets, Session

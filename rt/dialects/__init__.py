@@ -7,13 +7,13 @@ path are the same for all. A new dialect lives in its own package ``rt/dialects/
 entry in ``DIALECTS`` below; it touches no core module. (KMarket and UOF still live in
 ``rt/protocol/``.)
 
-The limits on what a client sends are the same for every dialect (rt/connection.py). What
+The limits on what a client sends are the same for every dialect (rt/ws/connection.py). What
 that shared layer needs from a dialect: its session parses with ``parse_message``
 (rt/jsontext.py's limits), never raises for bad input, and marks each error reply
 ``Send(text, error=True)`` (the invalid-message budget counts those);
 ``Session.forget(topic)`` drops a subscription the connection refused; ``Codec.encode_error``
 writes the connection's own refusals in the dialect's form. And one line in
-tests/rt/protocol/test_fuzz.py (VOCABULARY) fuzzes it.
+tests/rt/dialects/test_fuzz.py (VOCABULARY) fuzzes it.
 
 Paths are exact (``/ws/odds``) or patterns with ``{name}`` segments
 (``/api/v1/ws/{client_id}``); ``match`` picks the dialect and the segments' values.
@@ -26,17 +26,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from ..auth import Claims
-from ..protocol import kmarket, uof
-from ..protocol._base import Codec, Session
-from ..settings import Settings
+from rt.auth import Claims
+from rt.dialects.base import Codec, Session
+from rt.dialects.kmarket import codec as kmarket
+from rt.dialects.uof import codec as uof
+from rt.settings import Settings
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
 
     from actors import ChildSpec
-
-    from ..server import Server
+    from rt.server import Server
 
 #: How the listener authenticates an upgrade on a dialect's paths:
 #: "token": ``?token=<JWT>`` is required (HTTP 401 otherwise);

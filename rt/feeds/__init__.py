@@ -3,8 +3,8 @@
 docs/feeds.md describes the protocol, the event topic model and the feed's life cycle.
 """
 
-from .events import EVENT_PREFIX, EventView, event_topic
-from .messages import (
+from rt.feeds.events import EVENT_PREFIX, EventView, event_topic
+from rt.feeds.messages import (
     Alive,
     BetSettlement,
     BetStop,
@@ -20,10 +20,17 @@ from .messages import (
     decode_upstream,
     encode,
 )
-from .simulator import Listening, Simulator, SimulatorServer, serve_simulator
-from .specs import HubSink, SimulatorActor, demo_feed_specs, feed_specs
-from .transport import Connect, UpstreamSocket, open_upstream
-from .upstream import FeedSink, FeedState, Ledger, UpstreamFeed, UpstreamLost, default_backoff
+from rt.feeds.simulator import Listening, Simulator, SimulatorServer, serve_simulator
+from rt.feeds.specs import HubSink, SimulatorActor, demo_feed_specs, feed_specs
+from rt.feeds.transport import Connect, UpstreamSocket, open_upstream
+from rt.feeds.upstream import (
+    FeedSink,
+    FeedState,
+    Ledger,
+    UpstreamFeed,
+    UpstreamLost,
+    default_backoff,
+)
 
 __all__ = [
     "EVENT_PREFIX",

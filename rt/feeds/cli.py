@@ -17,7 +17,7 @@ from typing import Any
 
 import trio
 
-from .simulator import Listening, serve_simulator
+from rt.feeds.simulator import Listening, serve_simulator
 
 __all__ = ["add_sim_parser", "main", "run_sim"]
 

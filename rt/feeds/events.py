@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .messages import EventState, MarketState
+from rt.feeds.messages import EventState, MarketState
 
 __all__ = ["EVENT_PREFIX", "EventView", "MarketView", "Patch", "event_topic"]
 

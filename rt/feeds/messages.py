@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..jsontext import dumps, loads, show
+from rt.jsontext import dumps, loads, show
 
 __all__ = [
     "Alive",
@@ -47,7 +47,7 @@ Outcome = Literal["win", "lose"]
 _MARKET_STATUSES = ("active", "suspended", "settled")
 _EVENT_STATUSES = ("live", "ended")
 _OUTCOMES = ("win", "lose")
-#: The event ids a client dialect lets its clients subscribe to (rt/protocol/uof.py).
+#: The event ids a client dialect lets its clients subscribe to (rt/dialects/uof/codec.py).
 _EVENT_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 _MAX_ID = 64
 

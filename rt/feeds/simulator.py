@@ -38,10 +38,8 @@ from typing import Any, NoReturn
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
 
-from rt.settings import wall_ms as default_wall_ms
-
-from .memory import open_memory_websocket
-from .messages import (
+from rt.feeds.memory import open_memory_websocket
+from rt.feeds.messages import (
     Alive,
     BetSettlement,
     BetStop,
@@ -55,6 +53,7 @@ from .messages import (
     decode_request,
     encode,
 )
+from rt.settings import wall_ms as default_wall_ms
 
 __all__ = [
     "MAX_ODDS",

@@ -14,14 +14,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import trio
 
 from actors import Actor, ChildSpec, Restart
+from rt.feeds.simulator import Simulator, SimulatorServer
+from rt.feeds.transport import Connect, open_upstream
+from rt.feeds.upstream import Ledger, UpstreamFeed
 from rt.settings import wall_ms as default_wall_ms
 
-from .simulator import Simulator, SimulatorServer
-from .transport import Connect, open_upstream
-from .upstream import Ledger, UpstreamFeed
-
 if TYPE_CHECKING:
-    from rt.hub import Hub
+    from rt.delivery.hub import Hub
     from rt.model import Snapshot, Update
 
 __all__ = ["HubSink", "SimulatorActor", "demo_feed_specs", "feed_specs"]

@@ -46,9 +46,8 @@ import trio
 from trio_websocket import ConnectionClosed, HandshakeError
 
 from actors import Actor
-
-from .events import EventView, Patch, event_topic
-from .messages import (
+from rt.feeds.events import EventView, Patch, event_topic
+from rt.feeds.messages import (
     Alive,
     BetSettlement,
     BetStop,
@@ -61,7 +60,7 @@ from .messages import (
     decode_upstream,
     encode,
 )
-from .transport import Connect, UpstreamSocket, explain, open_upstream
+from rt.feeds.transport import Connect, UpstreamSocket, explain, open_upstream
 
 __all__ = [
     "FeedSink",

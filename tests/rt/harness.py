@@ -3,7 +3,7 @@
 No listeners and no ports, so it runs on Trio's virtual clock (``autojump_clock``): a
 60-second heartbeat or a 10-second write deadline takes no real time. Each client is a
 trio-websocket client on one end of a Unix socket pair (so the server writes to a real
-socket, as in production: see rt/wire.py) or of an in-memory stream, whose other end is a
+socket, as in production: see rt/ws/wire.py) or of an in-memory stream, whose other end is a
 Connection actor.
 """
 
@@ -21,19 +21,22 @@ from trio_websocket import WebSocketConnection, wrap_client_stream, wrap_server_
 
 from actors import ActorSystem, ChildSpec, Restart, Supervisor, open_system
 from rt.auth import Claims
-from rt.connection import Connection
-from rt.desk import DESK_PATH, DeskClient, SimulatedMts, TicketDesk
+from rt.delivery.hub import Hub, RoomKeeper
 from rt.dialects import KMARKET, Dialect, SessionContext
+from rt.dialects.uof.desk import DESK_PATH, DeskClient, SimulatedMts, TicketDesk
 from rt.engine import MemoryEngine
-from rt.hub import Hub, RoomKeeper
 from rt.settings import Settings
+from rt.ws.connection import Connection
 
 SECRET = "test-secret-" + "x" * 32
 
 
 def settings(**overrides: Any) -> Settings:
     base = Settings(
-        port=0, demo_feed=False, jwt_secret=SECRET, admin_token="admin-token-0123456789abcdef0123456789abcdef"
+        port=0,
+        demo_feed=False,
+        jwt_secret=SECRET,
+        admin_token="admin-token-0123456789abcdef0123456789abcdef",
     )
     return replace(base, **overrides)
 
@@ -177,7 +180,7 @@ async def send(ws: WebSocketConnection, message: dict[str, Any]) -> None:
 
 
 def unframe(frame: bytes) -> str:
-    """The text of one unmasked WebSocket text frame, as rt/frames.py builds them."""
+    """The text of one unmasked WebSocket text frame, as rt/ws/frames.py builds them."""
     assert frame[0] == 0x81, f"not a final text frame: {frame[:2]!r}"
     size, start = frame[1], 2
     if size == 126:

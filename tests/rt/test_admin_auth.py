@@ -1,10 +1,10 @@
-"""rt/admin_auth.py: the admin token's gate, on explicit times (Trio's clock in the server)."""
+"""rt/http/admin.py: the admin token's gate, on explicit times (Trio's clock in the server)."""
 
 from __future__ import annotations
 
 import pytest
 
-from rt.admin_auth import AdminGate, Verdict
+from rt.http.admin import AdminGate, Verdict
 from rt.server import check_admin_token
 from rt.settings import Settings
 

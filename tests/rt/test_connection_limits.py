@@ -211,7 +211,7 @@ async def test_bad_input_logs_one_line_each_rate_limited_never_a_traceback(
 async def test_limit_closes_share_the_log_budget(
     autojump_clock: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="rt.connection")
+    caplog.set_level(logging.INFO, logger="rt.ws.connection")
     async with open_core() as core:
         for _ in range(30):  # 30 connections, each closed for its 11th invalid message
             async with core.connect(memory=True) as ws:
@@ -222,7 +222,7 @@ async def test_limit_closes_share_the_log_budget(
         lines = [
             r.getMessage()
             for r in caplog.records
-            if r.name == "rt.connection" and ": closed " not in r.getMessage()  # bad input only
+            if r.name == "rt.ws.connection" and ": closed " not in r.getMessage()  # bad input only
         ]
         assert len(lines) == 20  # 330 refusals and 30 closes: 20 lines
         await trio.sleep(10)  # the next window: its first line says how many were held back
@@ -232,7 +232,7 @@ async def test_limit_closes_share_the_log_budget(
         lines = [
             r.getMessage()
             for r in caplog.records
-            if r.name == "rt.connection" and ": closed " not in r.getMessage()  # bad input only
+            if r.name == "rt.ws.connection" and ": closed " not in r.getMessage()  # bad input only
         ]
         assert len(lines) == 21
         assert lines[-1].endswith("(340 more not logged)"), lines[-1]

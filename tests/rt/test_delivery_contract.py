@@ -397,7 +397,7 @@ class Client:
         self._unpaused: trio.Event | None = None
         #: c0 is on a lockstep in-memory stream (every message goes through the connection's
         #: writer task); the others are on Unix socket pairs with small buffers, where rooms
-        #: write straight to the socket while it keeps up (rt/wire.py) and fall back to the
+        #: write straight to the socket while it keeps up (rt/ws/wire.py) and fall back to the
         #: writer when it does not: both paths, and the switches between them, are checked.
         self.over_socket = name != "c0"
         self.server_sockets: list[trio.socket.SocketType] = []

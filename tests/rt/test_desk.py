@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import trio
 
-from rt.desk import ProtocolError, Ticket, parse_ticket
+from rt.dialects.uof.desk import ProtocolError, Ticket, parse_ticket
 from tests.rt.harness import Core, open_core
 
 EVENT = "event:sr:match:1"

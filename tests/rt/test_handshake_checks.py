@@ -1,11 +1,11 @@
-"""rt/handshake.py: the upgrade's checks, as pure functions over headers."""
+"""rt/ws/handshake.py: the upgrade's checks, as pure functions over headers."""
 
 from __future__ import annotations
 
 import pytest
 
-from rt.handshake import OpenSockets, Refusal, check_key, check_origin, screen
 from rt.settings import Settings
+from rt.ws.handshake import OpenSockets, Refusal, check_key, check_origin, screen
 
 KEY = (b"sec-websocket-key", b"dGhlIHNhbXBsZSBub25jZQ==")
 

@@ -1,4 +1,4 @@
-"""rt/hypercorn_adapter.py leans on Hypercorn internals (TCPServer, WorkerContext) to serve
+"""rt/http/hypercorn_adapter.py leans on Hypercorn internals (TCPServer, WorkerContext) to serve
 connections the front door accepted; this fails loudly if the pin or those internals change."""
 
 from __future__ import annotations
@@ -21,7 +21,12 @@ def test_hypercorn_is_pinned_to_the_version_the_adapter_was_written_for() -> Non
 
 def test_the_internals_the_adapter_calls_keep_their_shape() -> None:
     assert list(inspect.signature(TCPServer.__init__).parameters) == [
-        "self", "app", "config", "context", "state", "stream",
+        "self",
+        "app",
+        "config",
+        "context",
+        "state",
+        "stream",
     ]
     assert list(inspect.signature(WorkerContext.__init__).parameters) == ["self", "max_requests"]
     context = WorkerContext(None)

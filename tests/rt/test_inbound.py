@@ -1,4 +1,4 @@
-"""rt/inbound.py: the frame guard, on plain bytes (a client's frames, masked as a client's are)."""
+"""rt/ws/inbound.py: the frame guard, on plain bytes (a client's frames, masked as a client's are)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rt.inbound import FrameGuard, GuardLimits, HeadScanner, Violation
+from rt.ws.inbound import FrameGuard, GuardLimits, HeadScanner, Violation
 
 MASK = b"\x37\xfa\x21\x3d"
 LIMITS = GuardLimits(max_message_bytes=1024, max_fragments=4)

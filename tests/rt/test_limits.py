@@ -1,8 +1,8 @@
-"""rt/limits.py: the per-connection limits, fed numbers as the time."""
+"""rt/ws/limits.py: the per-connection limits, fed numbers as the time."""
 
 from __future__ import annotations
 
-from rt.limits import LogBudget, TokenBucket, WindowBudget
+from rt.ws.limits import LogBudget, TokenBucket, WindowBudget
 
 
 def test_a_token_bucket_allows_the_burst_then_the_rate() -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from rt.frames import frame_text
+from rt.delivery.outbox import Outbox
+from rt.dialects.kmarket.codec import CODEC
 from rt.model import Update
-from rt.outbox import Outbox
-from rt.protocol.kmarket import CODEC
+from rt.ws.frames import frame_text
 from tests.rt.harness import unframe
 
 TOPIC = "market:1"

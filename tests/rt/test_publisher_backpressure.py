@@ -23,7 +23,7 @@ from trio_websocket import (
 )
 
 from actors import ChildSpec, Restart
-from rt.publisher_ws import PublisherSession
+from rt.ws.publisher import PublisherSession
 from tests.rt.harness import Core, open_core
 
 SMALL_SOCKET_BUFFER = 4096

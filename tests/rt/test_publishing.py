@@ -1,4 +1,4 @@
-"""The publish batch (rt/publishing.py) and the publisher WebSocket's frames (rt/publisher_ws.py),
+"""The publish batch (rt/delivery/publishing.py) and the publisher WebSocket's frames (rt/ws/publisher.py),
 without sockets: text in, a validated batch or a clear error out."""
 
 from __future__ import annotations
@@ -8,16 +8,7 @@ from typing import Any
 
 import pytest
 
-from rt.engine import MemoryEngine
-from rt.model import Json, Update, UpdateKind
-from rt.publisher_ws import (
-    FrameError,
-    admin_token_matches,
-    decode_frame,
-    encode_error,
-    encode_published,
-)
-from rt.publishing import (
+from rt.delivery.publishing import (
     MAX_BATCH_UPDATES,
     PublishBatch,
     PublishInvalid,
@@ -26,6 +17,15 @@ from rt.publishing import (
     parse_batch_json,
     parse_update,
     publish_batch,
+)
+from rt.engine import MemoryEngine
+from rt.model import Json, Update, UpdateKind
+from rt.ws.publisher import (
+    FrameError,
+    admin_token_matches,
+    decode_frame,
+    encode_error,
+    encode_published,
 )
 
 

@@ -10,7 +10,7 @@ import trio.testing
 
 from actors import AskFailed, ChildSpec
 from rt.client import KMarketClient
-from rt.room import MarketRoom
+from rt.delivery.room import MarketRoom
 from tests.rt.harness import open_core, receive, send
 
 

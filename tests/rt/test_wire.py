@@ -1,8 +1,8 @@
-"""rt/wire.py and rt/frames.py: shared frames written straight to trio-websocket's socket.
+"""rt/ws/wire.py and rt/ws/frames.py: shared frames written straight to trio-websocket's socket.
 
 The Wire leans on one private attribute of trio-websocket (``WebSocketConnection._stream``).
 The first tests here fail loudly when an upgrade moves it, or when the pinned version and the
-installed one differ: read rt/wire.py before changing either.
+installed one differ: read rt/ws/wire.py before changing either.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from trio_websocket import (
 )
 from wsproto.frame_protocol import FrameProtocol, Opcode
 
-from rt.frames import frame_text
-from rt.wire import Wire, WireUnsupported
+from rt.ws.frames import frame_text
+from rt.ws.wire import Wire, WireUnsupported
 from tests.rt.harness import socket_stream_pair, unframe
 
 PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
@@ -33,9 +33,9 @@ PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 
 def test_the_installed_trio_websocket_is_the_pinned_one() -> None:
     pinned = re.search(r'"trio-websocket==([^"]+)"', PYPROJECT.read_text())
-    assert pinned is not None, "pyproject.toml must pin trio-websocket exactly (rt/wire.py)"
+    assert pinned is not None, "pyproject.toml must pin trio-websocket exactly (rt/ws/wire.py)"
     assert importlib.metadata.version("trio-websocket") == pinned.group(1), (
-        "trio-websocket changed: check that rt/wire.py still holds (WebSocketConnection._stream "
+        "trio-websocket changed: check that rt/ws/wire.py still holds (WebSocketConnection._stream "
         "and how it sends), then update the pin"
     )
 
@@ -173,10 +173,10 @@ async def test_a_stream_without_a_socket_is_written_by_flush_only() -> None:
 
 
 async def test_request_peer_reads_the_address_through_the_guarded_stream() -> None:
-    """rt/wire.py's other internal: ``WebSocketRequest._connection._stream``."""
-    from rt.inbound import GuardLimits
-    from rt.inbound_stream import GuardedListener
-    from rt.wire import request_peer
+    """rt/ws/wire.py's other internal: ``WebSocketRequest._connection._stream``."""
+    from rt.ws.inbound import GuardLimits
+    from rt.ws.inbound_stream import GuardedListener
+    from rt.ws.wire import request_peer
 
     limits = GuardLimits(max_message_bytes=1024, max_fragments=4)
     (listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")

@@ -198,7 +198,11 @@ def test_rt_token_prints_a_verifiable_token(
 
 
 def test_rt_tail_prints_the_live_stream() -> None:
-    env = _env(RT_JWT_SECRET=SECRET, RT_DEMO_FEED="false", RT_ADMIN_TOKEN="admin-token-0123456789abcdef0123456789abcdef")
+    env = _env(
+        RT_JWT_SECRET=SECRET,
+        RT_DEMO_FEED="false",
+        RT_ADMIN_TOKEN="admin-token-0123456789abcdef0123456789abcdef",
+    )
     with serving("--port", "0", env=env) as (server, ready):
         http_port = ready.group(4)
         tail = subprocess.Popen(
@@ -398,7 +402,10 @@ def test_rt_tail_without_a_server_says_it_retries_on_stderr() -> None:
         finally:
             tail.send_signal(signal.SIGINT)
             out, rest = tail.communicate(timeout=10)
-    assert re.fullmatch(r"rt tail: cannot reach http://127\.0\.0\.1:\d+/api/ws/token: .+; retrying in [\d.]+ s\n", first), first
+    assert re.fullmatch(
+        r"rt tail: cannot reach http://127\.0\.0\.1:\d+/api/ws/token: .+; retrying in [\d.]+ s\n",
+        first,
+    ), first
     assert second.startswith("rt tail: cannot reach")
     assert out == ""  # stdout is for the stream alone
     assert "Traceback" not in rest
@@ -471,7 +478,11 @@ def test_rt_tail_ends_quietly_when_its_reader_goes_away() -> None:
     with serving("--port", "0", env=env) as (server, ready):
         url = f"http://127.0.0.1:{ready.group(4)}"
         result = subprocess.run(
-            ["bash", "-c", f"{sys.executable} -m rt.cli tail --market 1001 --url {url} | head -n 2"],
+            [
+                "bash",
+                "-c",
+                f"{sys.executable} -m rt.cli tail --market 1001 --url {url} | head -n 2",
+            ],
             env=env,
             capture_output=True,
             text=True,

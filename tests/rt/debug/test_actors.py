@@ -36,7 +36,9 @@ NODE_FIELDS = {
     [
         {},
         {"Authorization": "Bearer wrong"},
-        {"Authorization": "admin-token-0123456789abcdef0123456789abcdef"},  # the right token without the Bearer scheme
+        {
+            "Authorization": "admin-token-0123456789abcdef0123456789abcdef"
+        },  # the right token without the Bearer scheme
         {"Authorization": "Basic admin-token-0123456789abcdef0123456789abcdef"},
     ],
     ids=["none", "wrong", "no-scheme", "basic"],

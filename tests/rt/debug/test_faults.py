@@ -80,9 +80,7 @@ async def test_arm_list_and_disarm(
         headers=admin,
     )
     assert response.status_code == 201
-    second = fault(
-        2, "delay", kind="listener", delay_s=0.5, after=2, count=3, matches=["public"]
-    )
+    second = fault(2, "delay", kind="listener", delay_s=0.5, after=2, count=3, matches=["public"])
     assert response.json() == second
     response = await http.post(
         "/debug/faults",

@@ -37,7 +37,7 @@ from ._support import TIMEOUT_S, actors, find, odds_client, receive, subscribe
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 SCREENSHOT = Path(__file__).parents[3] / "docs" / "images" / "debug.png"
-TOKEN_KEY = "rt.debug.adminToken"
+TOKEN_KEY = "rt.http.debug.adminToken"
 
 
 async def test_the_shell_needs_no_token_and_holds_no_secret(

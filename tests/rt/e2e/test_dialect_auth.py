@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 import trio
 
-from rt import listeners
+from rt.ws import listener
 from rt.dialects import KMARKET, Dialect, match
 from rt.server import Server
 
@@ -21,7 +21,7 @@ def with_test_dialect(monkeypatch: pytest.MonkeyPatch, auth: str) -> None:
     def test_match(path: str) -> tuple[Dialect, dict[str, str]] | None:
         return (test, {}) if path == "/test/ws" else match(path)
 
-    monkeypatch.setattr(listeners, "match", test_match)
+    monkeypatch.setattr(listener, "match", test_match)
 
 
 def users(server: Server) -> list[object]:

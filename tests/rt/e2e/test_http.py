@@ -24,7 +24,11 @@ def epoch_of(server: Server, market: int) -> str:
 async def test_token_needs_the_admin_token(
     server: Server, http: httpx.AsyncClient, admin: dict[str, str]
 ) -> None:
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "admin-token-0123456789abcdef0123456789abcdef"}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": "admin-token-0123456789abcdef0123456789abcdef"},
+    ):
         response = await http.post("/api/ws/token", json={"userId": 1}, headers=headers)
         assert response.status_code == 401
         assert response.json() == {
@@ -86,8 +90,14 @@ async def test_token_defaults_to_every_market_and_600_s(
     ("body", "message"),
     [
         ({"userId": 1, "ttlSeconds": 86_401}, "ttlSeconds may be at most 86400, got 86401"),
-        ({"userId": 1, "ttlSeconds": 0}, "ttlSeconds: input should be greater than or equal to 1, got 0"),
-        ({"userId": 1, "ttlSeconds": "60"}, 'ttlSeconds: input should be a valid integer, got "60"'),
+        (
+            {"userId": 1, "ttlSeconds": 0},
+            "ttlSeconds: input should be greater than or equal to 1, got 0",
+        ),
+        (
+            {"userId": 1, "ttlSeconds": "60"},
+            'ttlSeconds: input should be a valid integer, got "60"',
+        ),
         ({}, "userId is required"),
         ({"userId": 1.5}, "userId"),
         ({"userId": 1, "scopeMarkets": ["bad id"]}, "expected marketId to be"),
@@ -291,7 +301,11 @@ async def test_health_counts_connections_topics_and_messages(
 
 
 async def test_override_needs_the_admin_token(server: Server, http: httpx.AsyncClient) -> None:
-    for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic admin-token-0123456789abcdef0123456789abcdef"}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer nope"},
+        {"Authorization": "Basic admin-token-0123456789abcdef0123456789abcdef"},
+    ):
         response = await http.post(
             "/admin/odds/override", json={"marketId": 1001, "payload": {"p": 1}}, headers=headers
         )

@@ -1,4 +1,4 @@
-"""One port serves HTTP and WebSocket (rt/front_door.py), as every seed's clients expect, and
+"""One port serves HTTP and WebSocket (rt/ws/front_door.py), as every seed's clients expect, and
 an optional admin port takes the operator routes."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import pytest
 import trio
 from trio_websocket import open_websocket_url
 
-from rt.front_door import MAX_HEAD_BYTES, is_websocket_upgrade
 from rt.server import Server
+from rt.ws.front_door import MAX_HEAD_BYTES, is_websocket_upgrade
 
 from ._support import connect, make_token, upgrade_status
 
@@ -110,4 +110,3 @@ async def test_the_admin_port_takes_the_operator_routes(server: Server) -> None:
 async def test_by_default_the_public_port_keeps_the_operator_routes(server: Server) -> None:
     async with httpx.AsyncClient(base_url=server.http_url) as public:
         assert (await public.get("/metrics")).status_code == 200
-

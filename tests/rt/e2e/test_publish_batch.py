@@ -23,7 +23,11 @@ def batch(*updates: tuple[int | str, dict[str, Any]]) -> dict[str, Any]:
 
 async def test_publish_needs_the_admin_token(server: Server, http: httpx.AsyncClient) -> None:
     body = batch((1001, {"p": 1}))
-    for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic admin-token-0123456789abcdef0123456789abcdef"}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer nope"},
+        {"Authorization": "Basic admin-token-0123456789abcdef0123456789abcdef"},
+    ):
         response = await http.post("/admin/publish", json=body, headers=headers)
         assert response.status_code == 401
         assert response.json() == {
@@ -40,7 +44,11 @@ async def test_publish_needs_the_admin_token(server: Server, http: httpx.AsyncCl
 async def test_without_an_admin_token_configured_nobody_publishes(
     server: Server, http: httpx.AsyncClient
 ) -> None:
-    for headers in ({}, {"Authorization": "Bearer"}, {"Authorization": "Bearer admin-token-0123456789abcdef0123456789abcdef"}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer"},
+        {"Authorization": "Bearer admin-token-0123456789abcdef0123456789abcdef"},
+    ):
         response = await http.post("/admin/publish", json=batch((1, {})), headers=headers)
         assert response.status_code == 401
     assert server.engine.topics() == []
@@ -166,7 +174,7 @@ async def test_a_body_over_the_limit_is_413(
     admin: dict[str, str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("rt.http.MAX_PUBLISH_BODY_BYTES", 1000)
+    monkeypatch.setattr("rt.http.app.MAX_PUBLISH_BODY_BYTES", 1000)
     body = batch(*[(1001, {"pad": "x" * 100})] * 10)
     response = await http.post("/admin/publish", json=body, headers=admin)
     assert response.status_code == 413

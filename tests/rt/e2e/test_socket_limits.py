@@ -1,5 +1,5 @@
 """The shared socket layer's limits, on the wire over 127.0.0.1: the upgrade's checks
-(rt/handshake.py) and the frame guard's closes (rt/inbound.py), for every WebSocket path."""
+(rt/ws/handshake.py) and the frame guard's closes (rt/ws/inbound.py), for every WebSocket path."""
 
 from __future__ import annotations
 

@@ -151,7 +151,7 @@ async def test_a_servers_connection_logs_with_its_path(server: Server, output: i
     async with connect(server) as peer:
         assert (await peer.closed()).code == 4000
     await wait_connections_closed(server)
-    timeout, closed = [line for line in lines(output) if line["logger"] == "rt.connection"]
+    timeout, closed = [line for line in lines(output) if line["logger"] == "rt.ws.connection"]
     assert timeout["actor"] == closed["actor"] == "conns/c1"
     assert timeout["message"] == "conns/c1: no frame for 0 s, closing"
     assert closed["message"].startswith("conns/c1: closed /ws/odds dialect=kmarket user=1 ")

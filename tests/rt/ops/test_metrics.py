@@ -11,7 +11,7 @@ import trio
 import trio.testing
 
 from actors import Actor, ChildSpec
-from rt.metrics import build_registry
+from rt.http.metrics import build_registry
 from rt.server import Server, open_server
 from tests.rt.e2e._support import TIMEOUT_S, connect, e2e_settings, wait_connections_closed
 from tests.rt.harness import open_core, receive, receive_until, send

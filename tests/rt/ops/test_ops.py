@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from actors import Actor, ChildSpec
-from rt.ops import PROBE_TOPIC
+from rt.http.ops import PROBE_TOPIC
 from rt.server import Server
 from tests.rt.e2e._support import (
     FIXED_TS,

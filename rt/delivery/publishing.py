@@ -1,0 +1,241 @@
+"""Publishing from outside the server: one batch shape, one way to validate it, one publish.
+
+``POST /admin/publish`` and the publisher WebSocket ``/ws/publish`` (rt/ws/publisher.py) both
+take a batch of updates, each ``{"marketId": ..., "payload": {...}}`` (a KMarket market id and
+an RFC 7396 merge patch on its state), and both hand it to `publish_batch`, which publishes
+through the hub like every other producer. docs/publishing.md is the reference.
+
+Validation is all-or-nothing: a batch is checked whole before anything is published, so a
+producer that gets an error knows that none of its updates went out. Every problem names where
+it is (``updates[3].marketId: ...``).
+
+Only market ids are accepted, not raw topics: a raw topic would let an admin tool write into
+users' private streams or the health probe's topic, whose messages the dialects encode in
+shapes that a merge patch from outside would not respect.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Annotated, Any, Protocol, TypedDict
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+)
+from pydantic_core import PydanticCustomError
+
+from rt.dialects.base import ProtocolError
+from rt.dialects.kmarket.codec import market_id, parse_market_id, topic_of
+from rt.jsontext import encodable, show
+from rt.model import Json, Update, UpdateKind
+
+__all__ = [
+    "MAX_BATCH_UPDATES",
+    "PublishBatch",
+    "PublishInvalid",
+    "PublishResult",
+    "PublishUpdate",
+    "Publisher",
+    "parse_batch",
+    "parse_batch_json",
+    "parse_update",
+    "publish_batch",
+]
+
+#: The most updates one batch may hold (one HTTP request, one WebSocket frame). Large enough
+#: to amortise a request over many updates, small enough that one batch never holds the
+#: event loop for long: publishing 1,000 updates takes a few milliseconds.
+MAX_BATCH_UPDATES = 1000
+
+#: How many problems an error message lists before it says "and N more".
+MAX_PROBLEMS_SHOWN = 5
+
+
+class PublishInvalid(ValueError):
+    """A batch (or one update) that cannot be published; the message says where and why."""
+
+
+def _canonical_market(value: object) -> str:
+    try:
+        return parse_market_id(value, field="marketId")
+    except ProtocolError as exc:
+        raise PydanticCustomError("market_id", exc.message) from None
+
+
+def _merge_patch(value: object) -> dict[str, Json]:
+    if not isinstance(value, dict):
+        raise PydanticCustomError(
+            "merge_patch",
+            "expected payload to be a JSON object (an RFC 7396 merge patch), got {got}",
+            {"got": show(value)},
+        )
+    _check_sendable(value)
+    return value
+
+
+def _check_sendable(value: Json) -> None:
+    # A publish is acknowledged only if every dialect can send it. JSON has no NaN or
+    # Infinity, but Python's parsers accept them (and 1e999 is inf); a lone surrogate
+    # (``"\\ud800"``) parses into a string with no UTF-8 encoding. Either would be stored,
+    # acknowledged and then fail in every room's encoder: refused here, at the edge.
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise PydanticCustomError(
+                "finite_number",
+                "expected payload to hold only finite numbers, got {got}",
+                {"got": repr(value)},
+            )
+    elif isinstance(value, str):
+        if not encodable(value):
+            raise PydanticCustomError(
+                "unencodable_text",
+                "expected payload to hold only text with a UTF-8 encoding, got {got} "
+                "(a lone UTF-16 surrogate)",
+                {"got": show(value)},
+            )
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_sendable(key)
+            _check_sendable(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_sendable(item)
+
+
+MarketId = Annotated[
+    str,
+    BeforeValidator(_canonical_market),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 0},
+                {"type": "string", "pattern": "^[A-Za-z0-9_.:\\-]{1,64}$"},
+            ],
+            "description": "a KMarket market id: a number, or a name",
+        }
+    ),
+]
+
+MergePatch = Annotated[
+    dict[str, Any],
+    BeforeValidator(_merge_patch),
+    Field(description="an RFC 7396 merge patch on the market's state"),
+]
+
+
+class PublishUpdate(BaseModel):
+    """One update: a merge patch on one market. ``marketId`` is held canonical (a string)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    marketId: MarketId
+    payload: MergePatch
+
+    @property
+    def topic(self) -> str:
+        return topic_of(self.marketId)
+
+
+def _bounded(value: object) -> object:
+    # Checked before the items are, so that an oversized batch costs nothing to refuse.
+    if isinstance(value, list) and not 1 <= len(value) <= MAX_BATCH_UPDATES:
+        raise PydanticCustomError(
+            "batch_size",
+            "a batch holds 1 to {limit} updates, got {got}",
+            {"limit": MAX_BATCH_UPDATES, "got": len(value)},
+        )
+    return value
+
+
+class PublishBatch(BaseModel):
+    """Updates to publish in this order; at most MAX_BATCH_UPDATES."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    updates: Annotated[
+        list[PublishUpdate],
+        BeforeValidator(_bounded),
+        Field(min_length=1, max_length=MAX_BATCH_UPDATES),
+    ]
+
+
+class Publisher(Protocol):
+    """What publish_batch publishes through: the server's Hub (or a stand-in in tests)."""
+
+    async def publish(self, topic: str, data: Json, *, kind: UpdateKind = "patch") -> Update: ...
+
+
+class PublishResult(TypedDict):
+    """Where one published update landed: its market (as on the wire), seq and ts (ms)."""
+
+    marketId: int | str
+    seq: int
+    ts: int
+
+
+def describe(error: ValidationError) -> str:
+    """One line naming each problem and where it is: ``updates[2].payload: expected ...``."""
+    problems = []
+    for item in error.errors(include_url=False):
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in item["loc"])
+        message = item["msg"]
+        if item["type"] == "missing":
+            message = "this field is required"
+        elif item["type"] == "extra_forbidden":
+            message = "unknown field"
+        elif item["type"] == "model_type":
+            message = f"expected a JSON object, got {show(item['input'])}"
+        elif item["type"] == "list_type":
+            message = f"expected a list, got {show(item['input'])}"
+        elif item["type"] == "json_invalid":
+            message = f"the body is not valid JSON ({item['ctx']['error']})"
+        problems.append(f"{where.lstrip('.')}: {message}" if where else message)
+    shown = "; ".join(problems[:MAX_PROBLEMS_SHOWN])
+    hidden = len(problems) - MAX_PROBLEMS_SHOWN
+    return f"{shown}; and {hidden} more" if hidden > 0 else shown
+
+
+def parse_batch(value: object) -> PublishBatch:
+    """Validate a decoded batch ``{"updates": [...]}``; raises PublishInvalid."""
+    try:
+        return PublishBatch.model_validate(value)
+    except ValidationError as exc:
+        raise PublishInvalid(describe(exc)) from None
+
+
+def parse_batch_json(body: bytes | str) -> PublishBatch:
+    """Validate a batch as JSON text (an HTTP body); raises PublishInvalid."""
+    try:
+        return PublishBatch.model_validate_json(body)
+    except ValidationError as exc:
+        raise PublishInvalid(describe(exc)) from None
+
+
+def parse_update(value: object) -> PublishUpdate:
+    """Validate one decoded update ``{"marketId", "payload"}``; raises PublishInvalid."""
+    try:
+        return PublishUpdate.model_validate(value)
+    except ValidationError as exc:
+        raise PublishInvalid(describe(exc)) from None
+
+
+async def publish_batch(hub: Publisher, updates: Sequence[PublishUpdate]) -> list[PublishResult]:
+    """Publish validated ``updates`` one after another, in order, through the hub.
+
+    The results are in the same order. Updates of one market get consecutive seqs unless
+    another producer publishes to it in between. Not a transaction: if the caller is cancelled
+    part way (the server stopping), the updates before that point are published.
+    """
+    results: list[PublishResult] = []
+    for update in updates:
+        published = await hub.publish(update.topic, update.payload)
+        results.append(
+            {"marketId": market_id(update.marketId), "seq": published.seq, "ts": published.ts}
+        )
+    return results

@@ -1,0 +1,341 @@
+"""The listeners: each serves HTTP (Hypercorn on Trio) and WebSocket (trio-websocket) on one
+port (rt/ws/front_door.py). The public one always runs; the operators' one (``--admin-port``)
+only when configured, and then the public port may leave out the operator routes."""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
+from urllib.parse import parse_qs
+
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, WebSocketServer
+
+from actors import Actor, ChildSpec, Restart
+from rt.auth import AuthError, Claims, TokenVerifier
+from rt.dialects import SessionContext, anonymous_claims, match
+from rt.http.admin import Verdict
+from rt.http.app import create_app, is_operator_path
+from rt.http.hypercorn_adapter import HttpConnections
+from rt.ws.connection import CLOSE_GOING_AWAY, Connection
+from rt.ws.echo import ECHO_LIMITS, ECHO_PATH, EchoSocket
+from rt.ws.front_door import ChannelListener, ReplayStream, is_websocket_upgrade, read_head
+from rt.ws.handshake import Refusal, screen
+from rt.ws.inbound import GuardLimits
+from rt.ws.inbound_stream import GuardedStream
+from rt.ws.publisher import PUBLISH_PATH, PublisherSession, presented_token
+from rt.ws.wire import request_peer
+
+if TYPE_CHECKING:
+    from rt.server import Server
+
+log = logging.getLogger(__name__)
+
+#: A handshake whose Connection actor does not start within settings.connection_start_timeout_s
+#: is told to try again later (RFC 6455 close code 1013).
+CLOSE_TRY_AGAIN_LATER = 1013
+
+
+Role = Literal["public", "admin"]
+
+#: accept() errors that mean "out of file descriptors or memory for now", as trio's own
+#: serve_listeners treats them: wait and accept again.
+ACCEPT_CAPACITY_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+
+
+class Listener(Actor):
+    """Accepts connections on one port. A WebSocket upgrade is screened, authenticated and
+    served by a Connection (or a PublisherSession on /ws/publish); anything else is HTTP,
+    served by Hypercorn."""
+
+    kind: ClassVar[str] = "listener"
+    defer_started: ClassVar[bool] = True
+
+    def __init__(self, server: Server, role: Role = "public") -> None:
+        self.server = server
+        self.role = role
+        self.port = 0
+        self._next_id = 0
+        self._next_publisher_id = 0
+        settings = server.settings
+        self._tokens = TokenVerifier(settings.jwt_secret, leeway_s=settings.jwt_leeway_s)
+        #: The operator routes are left out here (they are on the admin port).
+        self.hides_operator_routes = role == "public" and server.operator_routes_elsewhere()
+
+    def describe(self) -> dict[str, Any]:
+        return {"protocol": "http+ws", "role": self.role, "port": self.port}
+
+    async def run(self) -> None:
+        settings = self.server.settings
+        port = settings.port if self.role == "public" else settings.admin_port
+        listeners = await trio.open_tcp_listeners(port or 0, host=settings.host)
+        handed_over = ChannelListener()
+        self._websockets = handed_over
+        websockets = WebSocketServer(
+            self._handle,
+            cast(Any, [handed_over]),  # any trio Listener serves; the hint names two
+            max_message_size=ECHO_LIMITS.max_message_bytes
+            if settings.echo_endpoint
+            else settings.max_message_bytes,
+            connect_timeout=settings.handshake_timeout_s,
+        )
+        self._http = HttpConnections(
+            create_app(self.server, operator_routes=not self.hides_operator_routes)
+        )
+        async with trio.open_nursery() as nursery:
+            await nursery.start(websockets.run)
+            for listener in listeners:
+                nursery.start_soon(self._accept, listener, nursery)
+            self.port = int(listeners[0].socket.getsockname()[1])
+            self.server.listening(self.role, self.port)
+            log.info("%s: HTTP and WebSocket on %s:%d", self.path, settings.host, self.port)
+            self.started()
+            await self.stop_requested.wait()
+            await self._http.shut_down()
+            nursery.cancel_scope.cancel()
+
+    async def _accept(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        """Accept connections for good. Not trio.serve_listeners: it closes each stream when
+        its handler returns, and the front door returns once it has handed a stream on."""
+        async with listener:
+            while True:
+                try:
+                    stream = await listener.accept()
+                except OSError as exc:
+                    if exc.errno not in ACCEPT_CAPACITY_ERRORS:
+                        raise
+                    log.warning("%s: cannot accept (%s); pausing 0.1 s", self.path, exc)
+                    await trio.sleep(0.1)
+                    continue
+                nursery.start_soon(self._front_door, stream)
+
+    async def _front_door(self, stream: trio.SocketStream) -> None:
+        """Read the request head, then hand the connection to trio-websocket or Hypercorn."""
+        handed_over = False
+        head = b""  # what a client that sends too slowly sent is dropped with it
+        try:
+            with trio.move_on_after(self.server.settings.handshake_timeout_s):
+                try:
+                    head = await read_head(stream)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    head = b""
+            if not head:  # silent (or too slow) for the whole handshake timeout, or gone
+                return
+            replay = ReplayStream(stream, head)
+            if is_websocket_upgrade(head):
+                # Every byte a client sends from here is checked before trio-websocket reads
+                # it; trio-websocket's server owns the stream from here, and closes it.
+                await self._websockets.hand_over(GuardedStream(replay, self._limits_for))
+                handed_over = True
+            else:
+                await self._http.serve(replay)
+        finally:
+            if not handed_over:  # (Hypercorn closes its own; closing twice is harmless)
+                await trio.aclose_forcefully(stream)
+
+    def _limits_for(self, path: str) -> GuardLimits:
+        """What a client's frames may be on ``path``: the echo's, or every dialect's."""
+        settings = self.server.settings
+        if settings.echo_endpoint and path == ECHO_PATH:
+            return ECHO_LIMITS
+        return GuardLimits(settings.max_message_bytes, settings.max_fragments_per_message)
+
+    async def _handle(self, request: WebSocketRequest) -> None:
+        """Screen the upgrade (rt/ws/handshake.py), then serve it, counted as an open socket."""
+        server = self.server
+        peer = request_peer(request)
+        refusal = screen(
+            request.headers, settings=server.settings, own_origins=server.own_origins()
+        ) or server.open_sockets.admit(peer)
+        if refusal is not None:
+            await _refuse(request, refusal)
+            return
+        try:
+            await self._route(request, peer)
+        except ConnectionClosed:
+            pass  # the client left during the handshake: nothing to serve, nothing to log
+        finally:
+            server.open_sockets.release(peer)
+
+    async def _route(self, request: WebSocketRequest, peer: str) -> None:
+        path, _, query = request.path.partition("?")
+        if self.hides_operator_routes and is_operator_path(path):
+            await _reject(request, 404, "NOT_FOUND", f"no WebSocket endpoint at {path}")
+            return
+        if path == ECHO_PATH and self.server.settings.echo_endpoint:
+            await self._handle_echo(request)
+            return
+        if path == PUBLISH_PATH:
+            await self._handle_publisher(request, query, peer)
+            return
+        found = match(path)
+        if found is None:
+            await _reject(request, 404, "NOT_FOUND", f"no WebSocket endpoint at {path}")
+            return
+        dialect, path_params = found
+        query_params = {name: values[0] for name, values in parse_qs(query).items()}
+        token = query_params.get("token", "")
+        settings = self.server.settings
+        if dialect.auth == "token" and not token:
+            await _reject(request, 401, "UNAUTHORIZED", "missing token: connect to ?token=<JWT>")
+            return
+        claims: Claims | None = None
+        if token and dialect.auth != "none":
+            try:
+                claims = self._tokens.verify(token)
+            except AuthError as exc:
+                await _reject(request, 401, "UNAUTHORIZED", str(exc))
+                return
+        if dialect.user_in_query and claims is not None:
+            claimed = query_params.get("userId", "")
+            if claimed != str(claims.user_id):
+                await _reject(
+                    request,
+                    401,
+                    "UNAUTHORIZED",
+                    f"the token is for user {claims.user_id}, not for userId={claimed!r}",
+                )
+                return
+        ws = await request.accept()
+        server = self.server
+        self._next_id += 1
+        name = f"c{self._next_id}"
+        authenticated = claims is not None
+        if claims is None:
+            claims = anonymous_claims(name)
+        elif server.hub.user_connections(claims.user_id) >= settings.max_connections_per_user:
+            # Accepted first, so that the client can read why (a browser cannot read a
+            # refused handshake's body).
+            limit = settings.max_connections_per_user
+            text = dialect.encode_error(
+                "TOO_MANY_CONNECTIONS",
+                f"user {claims.user_id} already has {limit} connections open (the limit)",
+            )
+            with trio.move_on_after(2):
+                await ws.send_message(text)
+                await ws.aclose(1008, "TOO_MANY_CONNECTIONS")
+            return
+        user_id = claims.user_id
+        context = SessionContext(
+            claims,
+            name,
+            settings,
+            authenticated=authenticated,
+            path_params=path_params,
+            query=query_params,
+        )
+        session = dialect.new_session(context)
+        spec = ChildSpec(
+            name,
+            lambda: Connection(
+                ws,
+                hub=server.hub,
+                settings=settings,
+                stats=server.stats,
+                user_id=user_id,
+                session=session,
+                codec=dialect.codec,
+                desk=server.desk,
+                token_expires_at_ms=claims.expires_at_ms if authenticated else None,
+                endpoint=path,
+            ),
+            restart=Restart.TEMPORARY,
+            shutdown_timeout_s=3.0,
+        )
+        await self._serve_under_conns(ws, spec, "connection")
+
+    async def _handle_publisher(self, request: WebSocketRequest, query: str, peer: str) -> None:
+        """/ws/publish: an admin publisher (rt/ws/publisher.py), run like a Connection."""
+        settings = self.server.settings
+        query_token = parse_qs(query).get("token", [""])[0]
+        gate = self.server.admin_gate
+        verdict = gate.check(
+            presented_token(request.headers, query_token), peer, trio.current_time()
+        )
+        if verdict is Verdict.LIMITED:
+            await _refuse(request, gate.limited_refusal(peer))
+            return
+        if verdict is not Verdict.OK:
+            await _reject(
+                request,
+                401,
+                "UNAUTHORIZED",
+                "this endpoint needs Authorization: Bearer <admin token> (or ?token=<admin token>)",
+            )
+            return
+        ws = await request.accept()
+        self._next_publisher_id += 1
+        name = f"p{self._next_publisher_id}"
+        spec = ChildSpec(
+            name,
+            lambda: PublisherSession(ws, hub=self.server.hub, settings=settings),
+            restart=Restart.TEMPORARY,
+            shutdown_timeout_s=3.0,
+        )
+        await self._serve_under_conns(ws, spec, "publisher")
+
+    async def _handle_echo(self, request: WebSocketRequest) -> None:
+        """/ws/echo (tests only, rt/ws/echo.py): no token; run like a Connection."""
+        ws = await request.accept()
+        self._next_id += 1
+        name = f"e{self._next_id}"
+        settings = self.server.settings
+        spec = ChildSpec(
+            name,
+            lambda: EchoSocket(ws, settings),
+            restart=Restart.TEMPORARY,
+            shutdown_timeout_s=3.0,
+        )
+        await self._serve_under_conns(ws, spec, "echo")
+
+    async def _serve_under_conns(self, ws: WebSocketConnection, spec: ChildSpec, what: str) -> None:
+        """Run the actor that serves ``ws`` under ``conns``, in this task (the one that holds
+        the socket: trio-websocket closes it when this handler returns), until it ends."""
+        ended = False
+        try:
+            await self.system.run_here(
+                spec, under="conns", timeout_s=self.server.settings.connection_start_timeout_s
+            )
+            ended = True
+        except Exception as exc:  # AskTimeout, AskFailed, or the actor failing to start
+            # Overloaded (or the conns supervisor is restarting): refuse this client, and only
+            # it; an error escaping here would take the whole listener down. (Once started,
+            # the actor's crash is its supervisor's to log, and is not raised here.)
+            log.warning("%s: could not start %s %s: %s", self.path, what, spec.name, exc)
+            with trio.move_on_after(1) as cleanup:
+                cleanup.shield = True
+                await ws.aclose(CLOSE_TRY_AGAIN_LATER, "TRY_AGAIN_LATER")
+            ended = True
+        finally:
+            # The listener is going away, and the actor with it: say so before the socket goes.
+            if not ended:
+                with trio.move_on_after(1) as cleanup:
+                    cleanup.shield = True
+                    await ws.aclose(CLOSE_GOING_AWAY, "server shutting down")
+
+
+async def _reject(
+    request: WebSocketRequest,
+    status: int,
+    code: str,
+    message: str,
+    headers: tuple[tuple[bytes, bytes], ...] = (),
+) -> None:
+    # One line per refused upgrade; the path only (the query may hold a token).
+    log.info(
+        "refused upgrade %s remote=%s status=%d reason=%s",
+        request.path.partition("?")[0],
+        request_peer(request),
+        status,
+        code,
+    )
+    body = json.dumps({"type": "error", "code": code, "message": message}).encode()
+    await request.reject(
+        status, extra_headers=[(b"content-type", b"application/json"), *headers], body=body
+    )
+
+
+async def _refuse(request: WebSocketRequest, refusal: Refusal) -> None:
+    await _reject(request, refusal.status, refusal.code, refusal.message, refusal.headers)

@@ -1,0 +1,218 @@
+"""SocketActor: the life of an actor that serves one WebSocket (a client connection, or a
+/ws/publish producer): reading, the heartbeat, writing what the socket did not take at once,
+and the close.
+
+- One task reads, and between frames it keeps the heartbeat too: it writes a ping frame every
+  ``ping_interval_s``, on schedule whether or not earlier pings were answered, and closes with
+  4000 once nothing at all (no frame, no pong) has arrived for ``idle_timeout_s``. The Wire
+  reports every byte received (``on_received``), so no task waits for a pong: an idle
+  connection costs one task of its own. A frame being handled is never cut short by a ping
+  falling due; a handling that waits (a join to a busy room) delays the ping instead.
+- Bytes the socket did not take at once wait in the Wire; a writer task starts on demand
+  (``_backlog``), finishes them and ends. A socket that takes nothing for ``write_deadline_s``
+  is closed with 4001. Connection's writer also drains its outbox (``_drain``).
+- A stop request (``on_stop_requested``, from the actors runtime) closes with 1001.
+- Frames the client may not send (rt/ws/inbound.py: too big, too many fragments, binary on a
+  JSON dialect, bad UTF-8, a protocol violation) end the stream the library reads; the reader
+  then closes with the code the guard chose (1009, 1003, 1007, 1002).
+- A token that expires while the socket is open (``token_expires_at``, on Trio's clock)
+  closes it with 4401 TOKEN_EXPIRED: the client gets a fresh token and reconnects.
+- ``_end(code, reason)`` cancels the actor's tasks; the close frame is sent by
+  ``close_socket`` once they have stopped (the first reason wins).
+
+Close codes (docs/reliability.md has them all): 1000 normal, 1001 server going away, 1002,
+1003, 1007, 1009 refused frames, 4000 HEARTBEAT_TIMEOUT, 4001 SLOW_CONSUMER, 4401
+TOKEN_EXPIRED.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
+
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection
+
+from actors import Actor
+from rt.ws.frames import frame_close
+from rt.ws.wire import Wire
+
+if TYPE_CHECKING:
+    from rt.settings import Settings
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_HEARTBEAT_TIMEOUT = 4000
+CLOSE_SLOW_CONSUMER = 4001
+CLOSE_TOKEN_EXPIRED = 4401
+
+#: A ping with no payload (FIN set, opcode 9), unmasked as every frame from a server is. The
+#: peer's pong is not matched to it: any byte from the peer proves it alive.
+PING_FRAME = b"\x89\x00"
+
+
+class SocketActor(Actor, ABC):
+    def __init__(self, ws: WebSocketConnection, settings: Settings) -> None:
+        self.ws = ws
+        self.settings = settings
+        self.wire = Wire(ws)
+        self.wire.on_backlog = self._backlog
+        self.wire.on_received = self._heard_from_peer
+        self._last_heard = trio.current_time()
+        self._close: tuple[int, str] | None = None
+        self._nursery: trio.Nursery | None = None
+        self._writing = False
+        #: When the client's token stops being valid (its expiry plus the leeway), on
+        #: ``trio.current_time()``'s clock; None for a socket without one.
+        self.token_expires_at: float | None = None
+
+    # -- what a subclass says -------------------------------------------------------------
+
+    @abstractmethod
+    async def on_frame(self, message: str | bytes) -> bool:
+        """Handle one frame received; False to stop reading (the socket is ending)."""
+
+    def on_idle_timeout(self) -> None:
+        """Nothing was received for ``idle_timeout_s`` (the socket closes with 4000)."""
+
+    async def _drain(self) -> None:
+        """The writer's work: write what waits in the Wire (a subclass may write more)."""
+        if self.wire.pending:
+            await self._flush()
+
+    # -- the life of the socket -----------------------------------------------------------
+
+    async def serve_socket(self) -> None:
+        """Read until the peer goes, the idle timeout passes or ``_end`` is called."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                if self._close is None:  # a stop may have come before the socket was served
+                    await self._read()
+                nursery.cancel_scope.cancel()
+        finally:
+            self._nursery = None
+
+    async def close_socket(self) -> None:
+        """Send the close frame ``_end`` asked for, if any (bounded, even when cancelled)."""
+        if self._close is not None:
+            code, reason = self._close
+            with trio.move_on_after(4) as cleanup:  # the linger after a refusal included
+                cleanup.shield = True
+                if self.ws.closed is None:
+                    await self.ws.aclose(code, reason)
+                elif self.wire.violation is not None:
+                    # The library stopped at the refused frame and will not close: say why
+                    # here, then end the socket.
+                    self.wire.write(frame_close(code, reason))
+                    try:
+                        await self.wire.flush()
+                    except trio.BrokenResourceError:
+                        pass  # the peer is gone already
+                    await self.wire.aclose()
+
+    def on_stop_requested(self) -> None:
+        self._end(CLOSE_GOING_AWAY, "server shutting down")
+
+    def _end(self, code: int, reason: str) -> None:
+        """Close with ``code`` once the tasks have stopped (the first reason wins)."""
+        if self._close is None:
+            self._close = (code, reason)
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    # -- reading, with the heartbeat between frames -------------------------------------------
+
+    def _heard_from_peer(self) -> None:
+        self._last_heard = trio.current_time()
+
+    async def _read(self) -> None:
+        ping_s = self.settings.ping_interval_s
+        idle_s = self.settings.idle_timeout_s
+        ws = self.ws
+        self._last_heard = now = trio.current_time()
+        next_ping = now + ping_s
+        expires_at = math.inf if self.token_expires_at is None else self.token_expires_at
+        try:
+            while True:
+                message: str | bytes | None = None
+                # Only the wait for a frame is cut short: handling one is never interrupted
+                # by a ping falling due.
+                with trio.move_on_at(min(self._last_heard + idle_s, next_ping, expires_at)):
+                    message = await ws.get_message()
+                if message is not None:
+                    # Also here: the read trio-websocket had started before the Wire was in
+                    # place reports its bytes to nobody.
+                    self._last_heard = trio.current_time()
+                    if not await self.on_frame(message):
+                        return
+                    continue
+                now = trio.current_time()
+                if now >= expires_at:
+                    self._log().info("%s: token expired, closing", self.path)
+                    self._end(CLOSE_TOKEN_EXPIRED, "TOKEN_EXPIRED")
+                    return
+                if now >= self._last_heard + idle_s:
+                    self._idle_timeout(idle_s)
+                    return
+                if now >= next_ping:
+                    self._ping()
+                    while next_ping <= now:
+                        next_ping += ping_s
+        except ConnectionClosed:
+            violation = self.wire.violation
+            if violation is not None:
+                self._log().info(
+                    "%s: refused a frame (%s), closing with %d",
+                    self.path,
+                    violation.reason,
+                    violation.code,
+                )
+                self._end(violation.code, violation.reason)
+            return
+
+    def _log(self) -> logging.Logger:
+        """The subclass's module logger (rt.ws.connection, rt.ws.publisher): who closed it."""
+        return logging.getLogger(type(self).__module__)
+
+    def _idle_timeout(self, idle_s: float) -> None:
+        self.on_idle_timeout()
+        self._log().info("%s: no frame for %.0f s, closing", self.path, idle_s)
+        self._end(CLOSE_HEARTBEAT_TIMEOUT, "HEARTBEAT_TIMEOUT")
+
+    def _ping(self) -> None:
+        self.wire.write(PING_FRAME)
+        # The Wire says only when the socket first refuses bytes; these may wait behind others.
+        if self.wire.pending:
+            self._backlog()
+
+    # -- writing what the socket did not take at once ----------------------------------------
+
+    def _backlog(self) -> None:
+        """Something waits for the socket: make sure a writer is on it."""
+        if not self._writing and self._nursery is not None:
+            try:
+                self._nursery.start_soon(self._write)
+            except RuntimeError:
+                return  # the socket is ending: its nursery takes no new task
+            self._writing = True
+
+    async def _write(self) -> None:
+        try:
+            await self._drain()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._end(1000, "")
+        finally:
+            self._writing = False
+
+    async def _flush(self) -> bool:
+        """Write what waits in the Wire. False if the socket took nothing for
+        ``write_deadline_s`` (then it closes with 4001); raises trio.BrokenResourceError if
+        the socket is gone."""
+        deadline_s = self.settings.write_deadline_s
+        if await self.wire.flush(deadline_s):
+            return True
+        self._log().info("%s: socket unwritable for %.0f s, closing as slow", self.path, deadline_s)
+        self._end(CLOSE_SLOW_CONSUMER, "SLOW_CONSUMER")
+        return False
