@@ -53,11 +53,3 @@ class HistoryGone(LookupError):
         self.topic = topic
         self.since_seq = since_seq
         self.first_seq = first_seq
-
-
-USER_PREFIX = "user:"
-
-
-def user_topic(user_id: int | str) -> str:
-    """The topic of a user's private stream (bet results, order events)."""
-    return f"{USER_PREFIX}{user_id}"

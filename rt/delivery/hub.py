@@ -28,8 +28,9 @@ from actors import (
 from rt.delivery.outbox import Outbox
 from rt.delivery.room import CatchUp, Deserted, JoinRoom, MarketRoom, ResyncRequest, UserRoom
 from rt.engine import Engine
-from rt.model import USER_PREFIX, Json, Update, UpdateKind, user_topic
+from rt.model import Json, Update, UpdateKind
 from rt.settings import Settings
+from rt.topics import is_user_topic, user_topic
 from rt.ws.stats import ConnectionStats
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ START_ROOM_TIMEOUT_S = 1.0
 
 def room_path(topic: str) -> str:
     """Users' private streams live under ``users``, every other topic under ``rooms``."""
-    return f"{USERS if topic.startswith(USER_PREFIX) else ROOMS}/{topic}"
+    return f"{USERS if is_user_topic(topic) else ROOMS}/{topic}"
 
 
 class RoomKeeper(Actor):
@@ -195,7 +196,7 @@ class Hub:
     ) -> None:
         """Subscribe ``outbox`` to ``topic``: from a snapshot, or resuming after ``since``."""
         # A user's private stream is lossless: never coalesced or resynced, see Outbox.
-        subscription = outbox.expect(topic, since, lossless=topic.startswith(USER_PREFIX))
+        subscription = outbox.expect(topic, since, lossless=is_user_topic(topic))
         message = JoinRoom(outbox, since, epoch, announce, subscription)
         self._joining.setdefault(topic, {})[id(outbox)] = message
         room = self.system.lookup(room_path(topic)) or await self._start_room(topic)

@@ -30,10 +30,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from rt.dialects.base import ProtocolError
-from rt.dialects.kmarket.codec import market_id, parse_market_id, topic_of
 from rt.jsontext import encodable, show
 from rt.model import Json, Update, UpdateKind
+from rt.topics import market_id, market_topic, parse_market_id
 
 __all__ = [
     "MAX_BATCH_UPDATES",
@@ -64,8 +63,8 @@ class PublishInvalid(ValueError):
 def _canonical_market(value: object) -> str:
     try:
         return parse_market_id(value, field="marketId")
-    except ProtocolError as exc:
-        raise PydanticCustomError("market_id", exc.message) from None
+    except ValueError as exc:
+        raise PydanticCustomError("market_id", str(exc)) from None
 
 
 def _merge_patch(value: object) -> dict[str, Json]:
@@ -139,7 +138,7 @@ class PublishUpdate(BaseModel):
 
     @property
     def topic(self) -> str:
-        return topic_of(self.marketId)
+        return market_topic(self.marketId)
 
 
 def _bounded(value: object) -> object:

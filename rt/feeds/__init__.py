@@ -3,7 +3,7 @@
 docs/feeds.md describes the protocol, the event topic model and the feed's life cycle.
 """
 
-from rt.feeds.events import EVENT_PREFIX, EventView, event_topic
+from rt.feeds.events import EventView
 from rt.feeds.messages import (
     Alive,
     BetSettlement,
@@ -31,6 +31,7 @@ from rt.feeds.upstream import (
     UpstreamLost,
     default_backoff,
 )
+from rt.topics import EVENT_PREFIX, event_topic
 
 __all__ = [
     "EVENT_PREFIX",

@@ -14,6 +14,7 @@ import trio
 from actors import Actor
 from rt.delivery.hub import Hub
 from rt.settings import Settings
+from rt.topics import market_topic
 
 
 class DemoFeed(Actor):
@@ -37,7 +38,7 @@ class DemoFeed(Actor):
 
     async def on_start(self) -> None:
         for market in self.markets:
-            snapshot = await self.hub.engine.snapshot(f"market:{market}")
+            snapshot = await self.hub.engine.snapshot(market_topic(market))
             current = snapshot.state.get("moneyline")
             if isinstance(current, dict) and {"home", "away"} <= current.keys():
                 self.odds[market] = {"home": current["home"], "away": current["away"]}
@@ -57,5 +58,5 @@ class DemoFeed(Actor):
             await self._publish(market)
 
     async def _publish(self, market: str) -> None:
-        await self.hub.publish(f"market:{market}", {"moneyline": dict(self.odds[market])})
+        await self.hub.publish(market_topic(market), {"moneyline": dict(self.odds[market])})
         self.published += 1

@@ -32,16 +32,11 @@ from typing import Any
 
 from rt.feeds.messages import EventState, MarketState
 
-__all__ = ["EVENT_PREFIX", "EventView", "MarketView", "Patch", "event_topic"]
+__all__ = ["EventView", "MarketView", "Patch"]
 
-EVENT_PREFIX = "event:"
 
 #: A merge patch for one event topic.
 Patch = dict[str, Any]
-
-
-def event_topic(event_id: str) -> str:
-    return EVENT_PREFIX + event_id
 
 
 @dataclass(slots=True)

@@ -46,7 +46,7 @@ import trio
 from trio_websocket import ConnectionClosed, HandshakeError
 
 from actors import Actor
-from rt.feeds.events import EventView, Patch, event_topic
+from rt.feeds.events import EventView, Patch
 from rt.feeds.messages import (
     Alive,
     BetSettlement,
@@ -61,6 +61,7 @@ from rt.feeds.messages import (
     encode,
 )
 from rt.feeds.transport import Connect, UpstreamSocket, explain, open_upstream
+from rt.topics import event_topic
 
 __all__ = [
     "FeedSink",

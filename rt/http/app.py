@@ -21,9 +21,6 @@ from rt.auth import AuthError, issue_token, verify_token
 from rt.delivery.publishing import PublishInvalid, parse_batch_json, parse_update, publish_batch
 from rt.dialects import DIALECTS
 from rt.dialects.base import ProtocolError
-from rt.dialects.kmarket.codec import TOPIC_PREFIX as MARKET_PREFIX
-from rt.dialects.kmarket.codec import market_id, parse_market_id, topic_of
-from rt.dialects.uof.codec import EVENT_PREFIX
 from rt.http.admin import admin_refusal
 from rt.http.debug import create_debug_router
 from rt.http.limits import BodyLimit, BodyTooLarge, too_large_body
@@ -31,6 +28,7 @@ from rt.http.metrics import metrics_router, totals
 from rt.http.ops import ops_router
 from rt.jsontext import show
 from rt.model import HistoryGone, Snapshot
+from rt.topics import EVENT_PREFIX, MARKET_PREFIX, market_id, market_topic, parse_market_id
 
 if TYPE_CHECKING:
     from rt.server import Server
@@ -138,8 +136,8 @@ def describe_problem(error: Any) -> str:
 def _market(raw: object) -> str:
     try:
         return parse_market_id(raw, field="marketId")
-    except ProtocolError as exc:
-        raise ApiError(400, "INVALID_REQUEST", exc.message) from None
+    except ValueError as exc:
+        raise ApiError(400, "INVALID_REQUEST", str(exc)) from None
 
 
 #: The operators' paths (HTTP and WebSocket), which ``--admin-port`` can take off the public
@@ -286,7 +284,7 @@ def create_app(server: Server, *, operator_routes: bool = True) -> FastAPI:
     async def snapshot(market: str) -> SnapshotResponse:
         """The market's whole state at its latest seq (seq 0 and {} if never published)."""
         mid = _market(market)
-        snap = await server.engine.snapshot(topic_of(mid))
+        snap = await server.engine.snapshot(market_topic(mid))
         return SnapshotResponse(
             marketId=market_id(mid), seq=snap.seq, ts=snap.ts, epoch=snap.epoch, payload=snap.state
         )
@@ -304,7 +302,7 @@ def create_app(server: Server, *, operator_routes: bool = True) -> FastAPI:
             raise ApiError(
                 400, "INVALID_REQUEST", f"limit must be 1..{MAX_UPDATES_LIMIT}, got {limit}"
             )
-        topic = topic_of(mid)
+        topic = market_topic(mid)
         try:
             found = await server.engine.updates(topic, since_seq=since_seq, limit=limit)
         except HistoryGone as gone:

@@ -31,6 +31,7 @@ from rt.http.admin import admin_refusal
 from rt.http.metrics import live_connections, totals
 from rt.jsontext import loads
 from rt.model import Json, Update
+from rt.topics import system_topic
 from rt.ws.frames import frame_text
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ __all__ = ["PROBE_TOPIC", "ops_router", "probe_delivery"]
 
 #: The health check's private topic. Client dialects map their ids to market:/event:/user:
 #: topics, so no client can subscribe to it or publish on it.
-PROBE_TOPIC = "system:probe"
+PROBE_TOPIC = system_topic("probe")
 #: How long a health check waits for its probe to be delivered before answering 503.
 PROBE_TIMEOUT_S = 1.0
 #: A delivery slower than this makes the server "degraded" (still 200).

@@ -42,8 +42,8 @@ from rt.dialects.base import (
     Session,
     Submit,
 )
-from rt.model import USER_PREFIX
 from rt.settings import Settings
+from rt.topics import is_user_topic
 from rt.ws.limits import TokenBucket, WindowBudget
 from rt.ws.socket_actor import (
     CLOSE_GOING_AWAY,
@@ -241,10 +241,10 @@ class Connection(SocketActor):
 
     def _refusal(self, topic: str) -> tuple[str, str] | None:
         """Why joining ``topic`` would pass a limit (an error code and message), or None."""
-        if topic.startswith(USER_PREFIX):
+        if is_user_topic(topic):
             return None  # the user's own stream: opened by the server, not the client
         settings = self.settings
-        joined = [t for t in self.outbox.topics() if not t.startswith(USER_PREFIX)]
+        joined = [t for t in self.outbox.topics() if not is_user_topic(t)]
         limit = settings.max_markets_per_connection
         if topic not in joined and len(joined) >= limit:
             return (

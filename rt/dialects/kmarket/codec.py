@@ -12,27 +12,22 @@ as a JSON number when it is an integer, else as a string. Its topic is ``market:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from rt import topics
 from rt.dialects.base import Action, Join, Leave, ProtocolError, Send, parse_message
 from rt.jsontext import dumps, show
 from rt.model import Json, Update
+from rt.topics import MARKET_PREFIX, market_id, market_of, market_topic
 
 __all__ = [
     "CODEC",
     "KMarketCodec",
     "KMarketSession",
-    "market_id",
-    "market_of",
     "parse_market_id",
-    "topic_of",
 ]
 
-
-_NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
-TOPIC_PREFIX = "market:"
 
 # Error codes, in the seed's UPPER_SNAKE style (it names UNAUTHORIZED and SERVICE_UNAVAILABLE).
 INVALID_JSON = "INVALID_JSON"
@@ -45,30 +40,10 @@ FORBIDDEN_MARKET = "FORBIDDEN_MARKET"
 
 def parse_market_id(value: object, *, field: str = "market id") -> str:
     """The canonical id of a market id as a client sent it, or a ProtocolError naming it."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value < 0:
-            raise ProtocolError(INVALID_MESSAGE, f"expected {field} to be >= 0, got {value}")
-        return str(value)
-    if isinstance(value, str) and _NAME.fullmatch(value):
-        return str(int(value)) if value.isdigit() else value
-    raise ProtocolError(
-        INVALID_MESSAGE,
-        f"expected {field} to be a number or a name of 1-64 characters [A-Za-z0-9_.:-], "
-        f"got {show(value)}",
-    )
-
-
-def market_id(canonical: str) -> int | str:
-    """How a canonical market id is written on the wire."""
-    return int(canonical) if canonical.isdigit() else canonical
-
-
-def topic_of(canonical: str) -> str:
-    return TOPIC_PREFIX + canonical
-
-
-def market_of(topic: str) -> int | str:
-    return market_id(topic[len(TOPIC_PREFIX) :])
+    try:
+        return topics.parse_market_id(value, field=field)
+    except ValueError as exc:
+        raise ProtocolError(INVALID_MESSAGE, str(exc)) from None
 
 
 def encode_error(code: str, message: str, **extra: Json) -> str:
@@ -185,8 +160,8 @@ class KMarketSession:
         return len(self.subscribed)
 
     def forget(self, topic: str) -> None:
-        if topic.startswith(TOPIC_PREFIX):
-            self.subscribed.pop(topic[len(TOPIC_PREFIX) :], None)
+        if topic.startswith(MARKET_PREFIX):
+            self.subscribed.pop(topic[len(MARKET_PREFIX) :], None)
 
     def ticket_answer(self, answer: Json) -> str:
         raise TypeError("the KMarket dialect has no tickets")
@@ -280,7 +255,7 @@ class KMarketSession:
         for mid in allowed:
             if mid not in self.subscribed:
                 self.subscribed[mid] = None
-                actions.append(Join(topic_of(mid)))
+                actions.append(Join(market_topic(mid)))
         return actions
 
     def _unsubscribe(self, message: dict[str, Any]) -> list[Action]:
@@ -289,7 +264,7 @@ class KMarketSession:
         actions: list[Action] = []
         for mid in left:
             del self.subscribed[mid]
-            actions.append(Leave(topic_of(mid)))
+            actions.append(Leave(market_topic(mid)))
         actions.append(
             Send(
                 dumps(
@@ -336,11 +311,11 @@ class KMarketSession:
         actions += self._forbidden(refused)
         # Every Leave first, with the ack: a Join awaits, and a market still subscribed the
         # old way meanwhile would get updates after the ack that its replay then repeats.
-        actions += [Leave(topic_of(mid)) for mid in allowed if mid in self.subscribed]
+        actions += [Leave(market_topic(mid)) for mid in allowed if mid in self.subscribed]
         for mid in allowed:
             self.subscribed[mid] = None
             seq, epoch = positions[mid]
-            actions.append(Join(topic_of(mid), since=seq, epoch=epoch))
+            actions.append(Join(market_topic(mid), since=seq, epoch=epoch))
         return actions
 
     @staticmethod

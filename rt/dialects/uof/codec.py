@@ -28,12 +28,12 @@ from rt.dialects.base import (
     parse_message,
 )
 from rt.jsontext import dumps, show
-from rt.model import USER_PREFIX, Json, Update, user_topic
+from rt.model import Json, Update
+from rt.topics import EVENT_PREFIX, event_of, event_topic, is_user_topic, user_topic
 
 __all__ = ["CODEC", "UofCodec", "UofSession", "event_topic", "user_topic"]
 
 
-EVENT_PREFIX = "event:"
 _EVENT_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 
 INVALID_JSON = "INVALID_JSON"
@@ -41,10 +41,6 @@ INVALID_MESSAGE = "INVALID_MESSAGE"
 UNKNOWN_TYPE = "UNKNOWN_TYPE"
 BINARY_NOT_SUPPORTED = "BINARY_NOT_SUPPORTED"
 TOO_MANY_SUBSCRIPTIONS = "TOO_MANY_SUBSCRIPTIONS"
-
-
-def event_topic(event_id: str) -> str:
-    return EVENT_PREFIX + event_id
 
 
 def _wire_id(key: str) -> int | str:
@@ -85,9 +81,9 @@ class UofCodec:
         return dumps({"type": kind, "seq": seq, "ts": ts, **extra, "payload": payload})
 
     def encode_update(self, update: Update) -> str:
-        if update.topic.startswith(USER_PREFIX):
+        if is_user_topic(update.topic):
             return self._stream_message("bet_result", update.seq, update.ts, update.data)
-        kind, payload = self._event_message(update.topic[len(EVENT_PREFIX) :], update.data)
+        kind, payload = self._event_message(event_of(update.topic), update.data)
         return self._stream_message(kind, update.seq, update.ts, payload)
 
     @staticmethod
@@ -110,9 +106,9 @@ class UofCodec:
         return "event_update", _event_view(event_id, patch)
 
     def encode_conflated(self, topic: str, *, from_seq: int, seq: int, ts: int, patch: Json) -> str:
-        if topic.startswith(USER_PREFIX):  # never happens: the user lane is lossless
+        if is_user_topic(topic):  # never happens: the user lane is lossless
             raise ValueError("user streams are never conflated")
-        payload = _event_view(topic[len(EVENT_PREFIX) :], patch)
+        payload = _event_view(event_of(topic), patch)
         return self._stream_message(
             "event_update", seq, ts, payload, conflated=True, fromSeq=from_seq
         )
@@ -136,9 +132,9 @@ class UofCodec:
             extra["recovered"] = recovered
         if reason is not None:
             extra["reason"] = reason
-        if topic.startswith(USER_PREFIX):
+        if is_user_topic(topic):
             return self._stream_message("user_snapshot", seq, ts, {}, **extra)
-        payload = _event_view(topic[len(EVENT_PREFIX) :], state)
+        payload = _event_view(event_of(topic), state)
         return self._stream_message("snapshot", seq, ts, payload, **extra)
 
     def encode_resumed(
@@ -174,7 +170,7 @@ def _event_view(event_id: str, state: Json) -> dict[str, Json]:
 
 
 def _stream_name(topic: str) -> str:
-    return "user" if topic.startswith(USER_PREFIX) else topic[len(EVENT_PREFIX) :]
+    return "user" if is_user_topic(topic) else event_of(topic)
 
 
 CODEC = UofCodec()
@@ -216,7 +212,7 @@ class UofSession:
 
     def forget(self, topic: str) -> None:
         if topic.startswith(EVENT_PREFIX):
-            self.subscribed.pop(topic[len(EVENT_PREFIX) :], None)
+            self.subscribed.pop(event_of(topic), None)
 
     def handle_binary(self) -> list[Action]:
         return [

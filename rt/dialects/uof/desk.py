@@ -24,7 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, f
 from actors import Actor, ActorSystem, AskFailed, AskTimeout, MailboxClosed, MailboxFull
 from rt.dialects.base import ProtocolError
 from rt.engine import Engine
-from rt.model import Json, user_topic
+from rt.model import Json
+from rt.topics import event_topic, user_topic
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +239,7 @@ class TicketDesk(Actor):
         """Each event's position, and a rejection if any selection is not live at its odds."""
         positions: dict[str, dict[str, Json]] = {}
         for selection in ticket.selections:
-            snapshot = await self.engine.snapshot(f"event:{selection.eventId}")
+            snapshot = await self.engine.snapshot(event_topic(selection.eventId))
             position: dict[str, Json] = {"epoch": snapshot.epoch, "seq": snapshot.seq}
             positions[selection.eventId] = position
             where = {

@@ -11,15 +11,9 @@ import json
 import pytest
 
 from rt.dialects.base import Join, Leave, ProtocolError, Send
-from rt.dialects.kmarket.codec import (
-    CODEC,
-    KMarketSession,
-    market_id,
-    market_of,
-    parse_market_id,
-    topic_of,
-)
+from rt.dialects.kmarket.codec import CODEC, KMarketSession, parse_market_id
 from rt.model import Update
+from rt.topics import market_id, market_of, market_topic
 
 
 def session(*, scope: set[str] | None = None, max_markets: int = 10) -> KMarketSession:
@@ -186,7 +180,7 @@ def test_resumed_notice() -> None:
 def test_market_ids(raw: object, canonical: str, wire: object) -> None:
     assert parse_market_id(raw) == canonical
     assert market_id(canonical) == wire
-    assert market_of(topic_of(canonical)) == wire
+    assert market_of(market_topic(canonical)) == wire
 
 
 @pytest.mark.parametrize("raw", [True, -1, 1.5, "", "a b", "x" * 65, None, [1], {"id": 1}])

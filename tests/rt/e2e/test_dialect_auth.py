@@ -8,9 +8,9 @@ import dataclasses
 import pytest
 import trio
 
-from rt.ws import listener
 from rt.dialects import KMARKET, Dialect, match
 from rt.server import Server
+from rt.ws import listener
 
 from ._support import make_token, open_peer, upgrade_status
 
