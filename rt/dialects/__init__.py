@@ -4,8 +4,7 @@ A dialect is a codec, a session factory, an error form, the WebSocket paths it a
 optionally, REST routes and actors of its own. Connections, rooms, outboxes and the publish
 path are the same for all. A new dialect lives in its own package ``rt/dialects/<name>/``
 (its sans-IO codec and session, its paths, its routes, its actors) and is registered by one
-entry in ``DIALECTS`` below; it touches no core module. (KMarket and UOF still live in
-``rt/protocol/``.)
+entry in ``DIALECTS`` below; it touches no core module.
 
 The limits on what a client sends are the same for every dialect (rt/ws/connection.py). What
 that shared layer needs from a dialect: its session parses with ``parse_message``
@@ -22,92 +21,15 @@ Paths are exact (``/ws/odds``) or patterns with ``{name}`` segments
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Mapping
 
-from rt.auth import Claims
-from rt.dialects.base import Codec, Session
-from rt.dialects.kmarket import codec as kmarket
-from rt.dialects.uof import codec as uof
-from rt.settings import Settings
+from rt.dialects import kmarket, uof
+from rt.dialects.base import Dialect, SessionContext, anonymous_claims
 
-if TYPE_CHECKING:
-    from fastapi import APIRouter
-
-    from actors import ChildSpec
-    from rt.server import Server
-
-#: How the listener authenticates an upgrade on a dialect's paths:
-#: "token": ``?token=<JWT>`` is required (HTTP 401 otherwise);
-#: "optional": a token is verified when given, the connection is anonymous without one;
-#: "none": the listener checks nothing, the session authenticates in-band.
-HandshakeAuth = Literal["token", "optional", "none"]
-
-
-@dataclass(frozen=True, slots=True)
-class SessionContext:
-    claims: Claims
-    connection_id: str
-    settings: Settings
-    #: False when the connection has no verified token (``claims`` is then anonymous).
-    authenticated: bool = True
-    #: The values of the path's ``{name}`` segments.
-    path_params: Mapping[str, str] = field(default_factory=dict)
-    #: The query string's parameters (the first value of each; ``token`` included).
-    query: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Dialect:
-    name: str
-    path: str
-    codec: Codec
-    new_session: Callable[[SessionContext], Session]
-    #: How an error reads in this dialect (for refusals after the handshake).
-    encode_error: Callable[[str, str], str]
-    #: The query names the user (``?userId=``), and it must be the token's user.
-    user_in_query: bool = False
-    #: More paths that speak this dialect, besides ``path``.
-    extra_paths: tuple[str, ...] = ()
-    auth: HandshakeAuth = "token"
-    #: The dialect's REST routes, mounted on the public HTTP app.
-    routes: Callable[[Server], APIRouter] | None = None
-    #: The dialect's own actors, started under ``dialects/<name>`` before any listener.
-    children: Callable[[Server], list[ChildSpec]] | None = None
-
-    @property
-    def paths(self) -> tuple[str, ...]:
-        return (self.path, *self.extra_paths)
-
-
-def anonymous_claims(connection_id: str) -> Claims:
-    """Claims for a connection without a token: a user of its own, no market scope."""
-    return Claims(user_id=f"anon:{connection_id}", scope_markets=None, expires_at_ms=0)
-
-
-def _kmarket(ctx: SessionContext) -> Session:
-    return kmarket.KMarketSession(
-        scope=ctx.claims.scope_markets,
-        max_markets=ctx.settings.max_markets_per_connection,
-        wall_ms=ctx.settings.wall_ms,
-    )
-
-
-def _uof(ctx: SessionContext) -> Session:
-    return uof.UofSession(
-        user_id=ctx.claims.user_id,
-        connection_id=ctx.connection_id,
-        max_subscriptions=ctx.settings.max_markets_per_connection,
-        wall_ms=ctx.settings.wall_ms,
-    )
-
-
-KMARKET = Dialect("kmarket", "/ws/odds", kmarket.CODEC, _kmarket, kmarket.encode_error)
-UOF = Dialect("uof", "/ws", uof.CODEC, _uof, uof.encode_error, user_in_query=True)
+__all__ = ["BY_PATH", "DIALECTS", "Dialect", "SessionContext", "anonymous_claims", "match"]
 
 #: Every dialect the server speaks. Registering a dialect is one entry here.
-DIALECTS: tuple[Dialect, ...] = (KMARKET, UOF)
+DIALECTS: tuple[Dialect, ...] = (kmarket.DIALECT, uof.DIALECT)
 
 
 def _compile(path: str) -> re.Pattern[str]:

@@ -9,11 +9,20 @@ executes them; nothing here touches a socket, a clock or an actor.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from rt.auth import Claims
 from rt.jsontext import loads, show
 from rt.model import Json, Update
+from rt.settings import Settings
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
+
+    from actors import ChildSpec
+    from rt.server import Server
 
 
 class ProtocolError(Exception):
@@ -152,3 +161,54 @@ class Codec(Protocol):
         """An operator's broadcast (POST /realtime/broadcast), a control message outside any
         stream. ``ts`` is wall-clock milliseconds, passed in: protocol code reads no clock."""
         ...
+
+
+# -- a dialect: what the listener and the server need to know of it ----------------------
+
+
+#: How the listener authenticates an upgrade on a dialect's paths:
+#: "token": ``?token=<JWT>`` is required (HTTP 401 otherwise);
+#: "optional": a token is verified when given, the connection is anonymous without one;
+#: "none": the listener checks nothing, the session authenticates in-band.
+HandshakeAuth = Literal["token", "optional", "none"]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionContext:
+    claims: Claims
+    connection_id: str
+    settings: Settings
+    #: False when the connection has no verified token (``claims`` is then anonymous).
+    authenticated: bool = True
+    #: The values of the path's ``{name}`` segments.
+    path_params: Mapping[str, str] = field(default_factory=dict)
+    #: The query string's parameters (the first value of each; ``token`` included).
+    query: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Dialect:
+    name: str
+    path: str
+    codec: Codec
+    new_session: Callable[[SessionContext], Session]
+    #: How an error reads in this dialect (for refusals after the handshake).
+    encode_error: Callable[[str, str], str]
+    #: The query names the user (``?userId=``), and it must be the token's user.
+    user_in_query: bool = False
+    #: More paths that speak this dialect, besides ``path``.
+    extra_paths: tuple[str, ...] = ()
+    auth: HandshakeAuth = "token"
+    #: The dialect's REST routes, mounted on the public HTTP app.
+    routes: Callable[[Server], APIRouter] | None = None
+    #: The dialect's own actors, started under ``dialects/<name>`` before any listener.
+    children: Callable[[Server], list[ChildSpec]] | None = None
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return (self.path, *self.extra_paths)
+
+
+def anonymous_claims(connection_id: str) -> Claims:
+    """Claims for a connection without a token: a user of its own, no market scope."""
+    return Claims(user_id=f"anon:{connection_id}", scope_markets=None, expires_at_ms=0)

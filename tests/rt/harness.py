@@ -22,7 +22,8 @@ from trio_websocket import WebSocketConnection, wrap_client_stream, wrap_server_
 from actors import ActorSystem, ChildSpec, Restart, Supervisor, open_system
 from rt.auth import Claims
 from rt.delivery.hub import Hub, RoomKeeper
-from rt.dialects import KMARKET, Dialect, SessionContext
+from rt.dialects import Dialect, SessionContext
+from rt.dialects.kmarket import DIALECT as KMARKET
 from rt.dialects.uof.desk import DESK_PATH, DeskClient, SimulatedMts, TicketDesk
 from rt.engine import MemoryEngine
 from rt.settings import Settings

@@ -16,7 +16,8 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
-from rt.dialects import KMARKET, UOF
+from rt.dialects.kmarket import DIALECT as KMARKET
+from rt.dialects.uof import DIALECT as UOF
 from tests.rt.harness import Core, open_core, receive, send
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from rt.dialects import DIALECTS, KMARKET, UOF, _compile, anonymous_claims, match
+from rt.dialects import DIALECTS, _compile, anonymous_claims, match
+from rt.dialects.kmarket import DIALECT as KMARKET
+from rt.dialects.uof import DIALECT as UOF
 
 
 def test_exact_paths_pick_their_dialect() -> None:

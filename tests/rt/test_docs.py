@@ -17,7 +17,9 @@ from typing import Any
 import pytest
 import trio
 
-from rt.dialects import KMARKET, UOF, Dialect
+from rt.dialects import Dialect
+from rt.dialects.kmarket import DIALECT as KMARKET
+from rt.dialects.uof import DIALECT as UOF
 from tests.rt.harness import open_core
 
 DOCS = Path(__file__).parents[2] / "docs" / "protocol"

@@ -11,7 +11,8 @@ import json
 import pytest
 
 from rt.dialects.base import Join, Leave, ProtocolError, Send
-from rt.dialects.kmarket.codec import CODEC, KMarketSession, parse_market_id
+from rt.dialects.kmarket.codec import CODEC, parse_market_id
+from rt.dialects.kmarket.session import KMarketSession
 from rt.model import Update
 from rt.topics import market_id, market_of, market_topic
 

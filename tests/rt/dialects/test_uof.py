@@ -7,7 +7,8 @@ import json
 import pytest
 
 from rt.dialects.base import FROM_LAST_DELIVERED, Join, Leave, ProtocolError, Send, Submit
-from rt.dialects.uof.codec import CODEC, UofSession
+from rt.dialects.uof.codec import CODEC
+from rt.dialects.uof.session import UofSession
 from rt.model import Update
 
 

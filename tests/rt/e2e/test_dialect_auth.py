@@ -8,7 +8,8 @@ import dataclasses
 import pytest
 import trio
 
-from rt.dialects import KMARKET, Dialect, match
+from rt.dialects import Dialect, match
+from rt.dialects.kmarket import DIALECT as KMARKET
 from rt.server import Server
 from rt.ws import listener
 

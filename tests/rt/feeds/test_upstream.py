@@ -8,7 +8,7 @@ import trio.testing
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from actors import ChildSpec, Restart, Supervisor
-from rt.dialects import UOF
+from rt.dialects.uof import DIALECT as UOF
 from rt.feeds import (
     Simulator,
     SimulatorServer,
