@@ -19,13 +19,12 @@ import trio
 import trio.testing
 from trio_websocket import WebSocketConnection, wrap_client_stream, wrap_server_stream
 
-from actors import ActorSystem, ChildSpec, Restart, Supervisor, open_system
+import rt.core
+from actors import ChildSpec, Restart
 from rt.auth import Claims
-from rt.delivery.hub import Hub, RoomKeeper
+from rt.core import Server
 from rt.dialects import Dialect, SessionContext
 from rt.dialects.kmarket import DIALECT as KMARKET
-from rt.dialects.uof.desk import DESK_PATH, DeskClient, SimulatedMts, TicketDesk
-from rt.engine import MemoryEngine
 from rt.settings import Settings
 from rt.ws.connection import Connection
 
@@ -43,13 +42,16 @@ def settings(**overrides: Any) -> Settings:
 
 
 class Core:
-    def __init__(self, system: ActorSystem, engine: MemoryEngine, settings: Settings) -> None:
-        self.system = system
-        self.engine = engine
-        self.settings = settings
-        self.hub = Hub(system, engine, settings)
-        self.desk = DeskClient(system)
-        self.stats = self.hub.stats
+    """A running core (rt/core.py, no listeners) and a way to connect clients to it."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.system = server.system
+        self.engine = server.engine
+        self.settings = server.settings
+        self.hub = server.hub
+        self.desk = server.desk
+        self.stats = server.stats
         self._ids = 0
         self.last_path = ""
 
@@ -162,18 +164,8 @@ def socket_stream_pair() -> tuple[trio.SocketStream, trio.SocketStream]:
 
 @asynccontextmanager
 async def open_core(**overrides: Any) -> AsyncIterator[Core]:
-    s = settings(**overrides)
-    engine = MemoryEngine(history_size=s.history_size, wall_ms=s.wall_ms)
-    async with open_system() as system:
-        core = Core(system, engine, s)
-        await system.spawn(ChildSpec("rooms", lambda: Supervisor(max_restarts=100)))
-        await system.spawn(ChildSpec("users", lambda: Supervisor(max_restarts=100)))
-        await system.spawn(ChildSpec("keeper", lambda: RoomKeeper(core.hub)))
-        mts = SimulatedMts(latency_s=s.mts_latency_s, max_stake=s.mts_max_stake)
-        desk = ChildSpec(DESK_PATH.split("/")[1], lambda: TicketDesk(engine, core.hub.publish, mts))
-        await system.spawn(ChildSpec(DESK_PATH.split("/")[0], lambda: Supervisor([desk])))
-        await system.spawn(ChildSpec("conns", lambda: Supervisor(max_restarts=10_000)))
-        yield core
+    async with rt.core.open_core(settings(**overrides)) as server:
+        yield Core(server)
 
 
 async def send(ws: WebSocketConnection, message: dict[str, Any]) -> None:
@@ -212,3 +204,8 @@ async def receive_until(
         seen.append(message)
         if match(message):
             return seen
+
+
+def child(tree: dict[str, Any], name: str) -> dict[str, Any]:
+    """The child called ``name`` in a tree as ``ActorSystem.tree()`` shows it."""
+    return next(c for c in tree["children"] if c["name"] == name)

@@ -63,7 +63,7 @@ from hypothesis.stateful import (
 )
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_stream
 
-from tests.rt.harness import Core, open_core, receive, send
+from tests.rt.harness import Core, child, open_core, receive, send
 
 T = TypeVar("T")
 
@@ -934,7 +934,7 @@ async def test_a_subscriber_that_left_is_forgotten_even_after_the_table_emptied_
                 assert (await receive(ws))["type"] == "snapshot"
                 await send(ws, {"type": "unsubscribe", "markets": [1]})
                 assert (await receive(ws))["type"] == "ack"
-            rooms = core.system.tree()["children"][0]["children"]
+            rooms = child(core.system.tree(), "rooms")["children"]
             assert [(r["name"], r["info"]["subscribers"]) for r in rooms] == [("market:1", 0)]
         await trio.sleep(31)
         assert core.system.lookup("rooms/market:1") is None  # nobody left: it stopped

@@ -11,7 +11,7 @@ import trio.testing
 from actors import AskFailed, ChildSpec
 from rt.client import KMarketClient
 from rt.delivery.room import MarketRoom
-from tests.rt.harness import open_core, receive, send
+from tests.rt.harness import child, open_core, receive, send
 
 
 async def test_subscribers_survive_a_room_crash_without_gap_or_duplicate(
@@ -31,7 +31,7 @@ async def test_subscribers_survive_a_room_crash_without_gap_or_duplicate(
         while checker.markets["1"].seq < snapshot.seq:
             checker.apply(await receive(ws))  # raises ContractViolation on a gap or duplicate
         assert checker.markets["1"].state == snapshot.state
-        room = core.system.tree()["children"][0]["children"][0]
+        room = child(core.system.tree(), "rooms")["children"][0]
         assert (room["state"], room["restarts"]) == ("running", 1)
         assert "InjectedFault" in room["last_error"]
 
@@ -107,5 +107,5 @@ async def test_a_join_lost_with_a_crashing_room_is_served_by_the_next_one(
             await core.publish(1, {"n": 2})
             assert (await receive(second))["seq"] == 2
             assert (await receive(first))["seq"] == 2
-        room = core.system.tree()["children"][0]["children"][0]
+        room = child(core.system.tree(), "rooms")["children"][0]
         assert room["restarts"] == 1

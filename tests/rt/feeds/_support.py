@@ -10,7 +10,7 @@ from typing import Any
 import trio
 from trio_websocket import WebSocketConnection, WebSocketRequest
 
-from actors import ActorSystem, ChildSpec, Supervisor
+from actors import ActorSystem, ChildSpec
 from rt.feeds import HubSink, Ledger, UpstreamFeed, event_topic
 from rt.feeds.memory import open_memory_websocket
 from rt.feeds.transport import UpstreamSocket
@@ -135,16 +135,14 @@ async def start_feed(
     url: str = "ws://upstream.test/feed",
     **options: Any,
 ) -> Ledger:
-    """Start the ``feeds`` supervisor with one UpstreamFeed, ``feeds/up1``; returns its ledger."""
+    """Start one UpstreamFeed under the core's ``feeds`` supervisor, ``feeds/up1``; returns its ledger."""
     ledger = Ledger()
     sink = HubSink(core.hub)
 
     def make() -> UpstreamFeed:
         return UpstreamFeed(url, sink, connect=connect, ledger=ledger, **options)
 
-    await core.system.spawn(
-        ChildSpec("feeds", lambda: Supervisor([ChildSpec("up1", make)], max_restarts=10))
-    )
+    await core.system.spawn(ChildSpec("up1", make), under="feeds")
     return ledger
 
 

@@ -7,7 +7,7 @@ import trio
 import trio.testing
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
-from actors import ChildSpec, Restart, Supervisor
+from actors import Restart
 from rt.dialects.uof import DIALECT as UOF
 from rt.feeds import (
     Simulator,
@@ -464,7 +464,8 @@ async def test_the_demo_feed_runs_in_process(autojump_clock: trio.abc.Clock) -> 
     async with open_core() as core:
         recorder = Recorder(core)
         specs = demo_feed_specs(core.hub, seed=1, events=2, markets=2, rate=5)
-        await core.system.spawn(ChildSpec("feeds", lambda: Supervisor(specs)))
+        for spec in specs:
+            await core.system.spawn(spec, under="feeds")
         assert [s.name for s in specs] == ["sim", "sim-feed"]
         await wait_for_state(core, recorder, "connected", "feeds/sim-feed")
         await trio.sleep(10)
