@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
-import trio
 from trio_websocket import (
     ConnectionClosed,
     ConnectionRejected,
@@ -20,6 +19,8 @@ from trio_websocket import (
     WebSocketConnection,
     open_websocket_url,
 )
+
+from rt.ws.wire import close_client_stream
 
 __all__ = ["MAX_UPSTREAM_MESSAGE_BYTES", "Connect", "UpstreamSocket", "explain", "open_upstream"]
 
@@ -55,12 +56,8 @@ async def open_upstream(url: str) -> AsyncIterator[UpstreamSocket]:
         ) as ws:
             yield ws
     finally:
-        # trio-websocket 0.12 never closes a client's TCP stream after the server closed the
-        # WebSocket (it waits for the server's TCP close, then drops the socket unclosed):
-        # without this, every reconnect after a server-side close would leak a socket.
-        stream = getattr(ws, "_stream", None)
-        if stream is not None:
-            await trio.aclose_forcefully(stream)
+        # The library leaves a client's TCP stream open after a server-side close.
+        await close_client_stream(ws)
 
 
 def explain(exc: BaseException) -> str:

@@ -17,9 +17,10 @@ with a stream whose ``send_all`` queues behind what is pending here, and whose
 timeout sees pongs, which trio-websocket reports only to a task waiting on that ping).
 Reading the client's address from a handshake request (``request_peer``: the library gives
 it only for a bare socket stream, and rt's are wrapped by rt/ws/inbound_stream.py) also reaches
-inside (``WebSocketRequest._connection``). This is the one place rt leans on trio-websocket's
-internals; pyproject.toml pins the version and tests/rt/test_wire.py fails loudly if an
-upgrade moves them.
+inside (``WebSocketRequest._connection``), and so does closing a client connection's TCP
+stream (``close_client_stream``, for the upstream feeds). This is the one place rt leans on
+trio-websocket's internals; pyproject.toml pins the version and tests/rt/test_wire.py fails
+loudly if an upgrade moves them.
 
 A stream without a socket (the in-memory streams of some tests) gets no direct writes:
 everything goes through ``flush``, which awaits the stream's own ``send_all``.
@@ -38,7 +39,7 @@ from trio_websocket import WebSocketConnection, WebSocketRequest
 from rt.ws.inbound import Violation
 from rt.ws.inbound_stream import GuardedStream
 
-__all__ = ["Wire", "WireUnsupported", "request_peer"]
+__all__ = ["Wire", "WireUnsupported", "close_client_stream", "request_peer"]
 
 
 class WireUnsupported(RuntimeError):
@@ -205,3 +206,15 @@ def request_peer(request: WebSocketRequest) -> str:
         return stream.peer
     remote = request.remote
     return str(getattr(remote, "address", remote))
+
+
+async def close_client_stream(ws: WebSocketConnection | None) -> None:
+    """Close the TCP stream of a client WebSocket ``ws`` (the upstream feeds' connections).
+
+    trio-websocket 0.12 never closes a client's TCP stream after the server closed the
+    WebSocket (it waits for the server's TCP close, then drops the socket unclosed): without
+    this, every reconnect after a server-side close would leak a socket.
+    """
+    stream = getattr(ws, "_stream", None)
+    if stream is not None:
+        await trio.aclose_forcefully(stream)
