@@ -31,6 +31,7 @@ from rt.feeds import demo_feed_specs, feed_specs
 from rt.feeds.demo import DemoFeed
 from rt.http.admin import AdminGate
 from rt.settings import Settings
+from rt.ws.exclusive import ExclusiveKeys
 from rt.ws.handshake import OpenSockets
 from rt.ws.stats import ConnectionStats
 
@@ -60,6 +61,8 @@ class Server:
         self.stats = ConnectionStats()
         self.hub = Hub(system, engine, settings, self.stats)
         self.desk = DeskClient(system)
+        #: Keys one connection at a time may hold (rt/ws/exclusive.py).
+        self.exclusive_keys = ExclusiveKeys()
         #: The ports listened on, once known: "public", and "admin" when configured.
         self.ports: dict[str, int] = {"public": settings.port}
         if settings.admin_port is not None:

@@ -41,6 +41,9 @@ class Settings:
     #: Origins (scheme://host[:port]) whose pages may open a WebSocket, besides the server's
     #: own; "*" allows any. A handshake without Origin (not a browser) is always allowed.
     allowed_origins: tuple[str, ...] = ()
+    #: Dialects whose WebSockets need ``?token=`` although they take anonymous clients by
+    #: default (``topics``): RT_REQUIRE_TOKEN=topics, ``rt serve --require-token topics``.
+    require_token: tuple[str, ...] = ()
     max_connections_per_ip: int = 100
     max_connections: int = 10_000
 

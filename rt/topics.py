@@ -8,8 +8,10 @@ says what it carries:
 - ``user:<id>``: one user's private stream (bet results, order events), for all of that
   user's connections.
 - ``system:<name>``: rt's own topics (the operators' probe).
+- ``tick:<type>.<symbol>``: one instrument's trades as producers publish them; the topics
+  dialect (seed 004) builds candles from them.
 - ``candle:<type>.<symbol>.<interval>`` and ``summary:<REGION>``: the topics dialect's
-  candles and region summaries (seed 004).
+  candles and region summaries.
 
 Dialects turn a topic into what their clients see (a marketId, an eventId, a topic string);
 nothing else spells a prefix by hand.
@@ -23,8 +25,12 @@ MARKET_PREFIX = "market:"
 EVENT_PREFIX = "event:"
 USER_PREFIX = "user:"
 SYSTEM_PREFIX = "system:"
+TICK_PREFIX = "tick:"
 CANDLE_PREFIX = "candle:"
 SUMMARY_PREFIX = "summary:"
+
+#: The instrument types a tick may name (and a topics-dialect topic).
+INSTRUMENT_TYPES = ("stock", "crypto", "futures", "options", "commodity", "market")
 
 #: What a market id may be when it is a name: 1-64 characters of a safe set.
 _NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
@@ -80,6 +86,11 @@ def is_user_topic(topic: str) -> bool:
 
 def system_topic(name: str) -> str:
     return SYSTEM_PREFIX + name
+
+
+def tick_topic(instrument: str) -> str:
+    """The topic of one instrument's ticks, ``instrument`` being ``{type}.{symbol}``."""
+    return TICK_PREFIX + instrument
 
 
 def candle_topic(series: str) -> str:

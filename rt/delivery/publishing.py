@@ -2,15 +2,17 @@
 
 ``POST /admin/publish`` and the publisher WebSocket ``/ws/publish`` (rt/ws/publisher.py) both
 take a batch of updates, each ``{"marketId": ..., "payload": {...}}`` (a KMarket market id and
-an RFC 7396 merge patch on its state), and both hand it to `publish_batch`, which publishes
-through the hub like every other producer. docs/publishing.md is the reference.
+an RFC 7396 merge patch on its state) or a tick ``{"symbol", "type", "price", "volume",
+"ts"}`` (one trade of an instrument, for the topics dialect's candles), and both hand it to
+`publish_batch`, which publishes through the hub like every other producer.
+docs/publishing.md is the reference.
 
 Validation is all-or-nothing: a batch is checked whole before anything is published, so a
 producer that gets an error knows that none of its updates went out. Every problem names where
 it is (``updates[3].marketId: ...``).
 
-Only market ids are accepted, not raw topics: a raw topic would let an admin tool write into
-users' private streams or the health probe's topic, whose messages the dialects encode in
+Only market ids and ticks are accepted, not raw topics: a raw topic would let an admin tool
+write into users' private streams or the health probe's topic, whose messages the dialects encode in
 shapes that a merge patch from outside would not respect.
 """
 
@@ -18,13 +20,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Annotated, Any, Protocol, TypedDict
+from typing import Annotated, Any, Literal, Protocol, TypedDict
 
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     WithJsonSchema,
 )
@@ -32,13 +36,14 @@ from pydantic_core import PydanticCustomError
 
 from rt.jsontext import encodable, show
 from rt.model import Json, Update, UpdateKind
-from rt.topics import market_id, market_topic, parse_market_id
+from rt.topics import INSTRUMENT_TYPES, market_id, market_topic, parse_market_id, tick_topic
 
 __all__ = [
     "MAX_BATCH_UPDATES",
     "PublishBatch",
     "PublishInvalid",
     "PublishResult",
+    "PublishTick",
     "PublishUpdate",
     "Publisher",
     "parse_batch",
@@ -141,6 +146,40 @@ class PublishUpdate(BaseModel):
         return market_topic(self.marketId)
 
 
+FiniteNumber = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class PublishTick(BaseModel):
+    """One trade of an instrument: the topics dialect builds candles from these."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    symbol: Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]{1,32}$")]
+    type: Literal[INSTRUMENT_TYPES]  # type: ignore[valid-type]
+    price: Annotated[FiniteNumber, Field(gt=0)]
+    volume: Annotated[FiniteNumber, Field(ge=0)]
+    #: When it traded: ms since the epoch.
+    ts: Annotated[int, Field(ge=0)]
+    #: The region whose summary counts it (market.{REGION}.summary); US when absent.
+    region: Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]{1,32}$")] | None = None
+
+    @property
+    def topic(self) -> str:
+        return tick_topic(f"{self.type}.{self.symbol}")
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, dict):
+        return "tick" if "symbol" in value else "market"
+    return "tick" if isinstance(value, PublishTick) else "market"
+
+
+AnyUpdate = Annotated[
+    Annotated[PublishUpdate, Tag("market")] | Annotated[PublishTick, Tag("tick")],
+    Discriminator(_kind),
+]
+
+
 def _bounded(value: object) -> object:
     # Checked before the items are, so that an oversized batch costs nothing to refuse.
     if isinstance(value, list) and not 1 <= len(value) <= MAX_BATCH_UPDATES:
@@ -158,7 +197,7 @@ class PublishBatch(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     updates: Annotated[
-        list[PublishUpdate],
+        list[AnyUpdate],
         BeforeValidator(_bounded),
         Field(min_length=1, max_length=MAX_BATCH_UPDATES),
     ]
@@ -170,10 +209,13 @@ class Publisher(Protocol):
     async def publish(self, topic: str, data: Json, *, kind: UpdateKind = "patch") -> Update: ...
 
 
-class PublishResult(TypedDict):
-    """Where one published update landed: its market (as on the wire), seq and ts (ms)."""
+class PublishResult(TypedDict, total=False):
+    """Where one published update landed: its market (as on the wire) or its tick's symbol
+    and type, its seq and ts (ms)."""
 
     marketId: int | str
+    symbol: str
+    type: str
     seq: int
     ts: int
 
@@ -182,7 +224,9 @@ def describe(error: ValidationError) -> str:
     """One line naming each problem and where it is: ``updates[2].payload: expected ...``."""
     problems = []
     for item in error.errors(include_url=False):
-        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in item["loc"])
+        # A tag names which kind of update failed; the message says so without it.
+        loc = [p for p in item["loc"] if p not in ("market", "tick")]
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
         message = item["msg"]
         if item["type"] == "missing":
             message = "this field is required"
@@ -224,7 +268,9 @@ def parse_update(value: object) -> PublishUpdate:
         raise PublishInvalid(describe(exc)) from None
 
 
-async def publish_batch(hub: Publisher, updates: Sequence[PublishUpdate]) -> list[PublishResult]:
+async def publish_batch(
+    hub: Publisher, updates: Sequence[PublishUpdate | PublishTick]
+) -> list[PublishResult]:
     """Publish validated ``updates`` one after another, in order, through the hub.
 
     The results are in the same order. Updates of one market get consecutive seqs unless
@@ -233,6 +279,18 @@ async def publish_batch(hub: Publisher, updates: Sequence[PublishUpdate]) -> lis
     """
     results: list[PublishResult] = []
     for update in updates:
+        if isinstance(update, PublishTick):
+            tick = update.model_dump(exclude_none=True)
+            published = await hub.publish(update.topic, tick, kind="event")
+            results.append(
+                {
+                    "symbol": update.symbol,
+                    "type": update.type,
+                    "seq": published.seq,
+                    "ts": published.ts,
+                }
+            )
+            continue
         published = await hub.publish(update.topic, update.payload)
         results.append(
             {"marketId": market_id(update.marketId), "seq": published.seq, "ts": published.ts}

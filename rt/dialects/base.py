@@ -184,6 +184,9 @@ class SessionContext:
     path_params: Mapping[str, str] = field(default_factory=dict)
     #: The query string's parameters (the first value of each; ``token`` included).
     query: Mapping[str, str] = field(default_factory=dict)
+    #: The server the connection is on (None in tests of a session alone): what a dialect
+    #: may ask of it before a subscription (``server.engine.position``: has a topic data?).
+    server: Server | None = None
 
 
 @dataclass(frozen=True)
@@ -203,6 +206,12 @@ class Dialect:
     routes: Callable[[Server], APIRouter] | None = None
     #: The dialect's own actors, started under ``dialects/<name>`` before any listener.
     children: Callable[[Server], list[ChildSpec]] | None = None
+    #: What is wrong with the path's ``{name}`` values, if anything: the upgrade is then
+    #: refused with HTTP 400 and this message.
+    check_path: Callable[[Mapping[str, str]], str | None] | None = None
+    #: A key only one connection may hold at a time (``client_id``): a newer connection with
+    #: the key closes the older one with 4409 (rt/ws/exclusive.py).
+    exclusive_key: Callable[[SessionContext], str] | None = None
 
     @property
     def paths(self) -> tuple[str, ...]:

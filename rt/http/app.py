@@ -406,7 +406,7 @@ def create_app(server: Server, *, operator_routes: bool = True) -> FastAPI:
         except PublishInvalid as exc:
             raise ApiError(400, "INVALID_REQUEST", str(exc)) from None
         (result,) = await publish_batch(server.hub, [update])
-        return OverrideResponse(**result)
+        return OverrideResponse(marketId=result["marketId"], seq=result["seq"], ts=result["ts"])
 
     @app.post("/admin/publish", tags=["admin"])
     async def publish(request: Request) -> JSONResponse:

@@ -44,6 +44,7 @@ from rt.dialects.base import (
 )
 from rt.settings import Settings
 from rt.topics import is_user_topic
+from rt.ws.exclusive import ExclusiveKeys
 from rt.ws.limits import TokenBucket, WindowBudget
 from rt.ws.socket_actor import (
     CLOSE_GOING_AWAY,
@@ -90,6 +91,7 @@ class Connection(SocketActor):
         desk: DeskClient | None = None,
         token_expires_at_ms: int | None = None,
         endpoint: str = "",
+        exclusive: tuple[ExclusiveKeys, str] | None = None,
     ) -> None:
         self.remote = _remote(ws)  # read before the Wire takes the stream's place
         #: The path the client connected to, without its query (never logged: tokens).
@@ -101,6 +103,8 @@ class Connection(SocketActor):
             left_s = (token_expires_at_ms - settings.wall_ms()) / 1000 + settings.jwt_leeway_s
             self.token_expires_at = trio.current_time() + left_s
         self.hub = hub
+        #: The registry and the key this connection holds alone, if its dialect has one.
+        self.exclusive = exclusive
         self.stats = stats
         self.user_id = user_id
         self.session = session
@@ -143,6 +147,9 @@ class Connection(SocketActor):
         by_dialect[dialect] = by_dialect.get(dialect, 0) + 1
         self.stats.accepted += 1
         self.hub.user_connected(self.user_id)
+        if self.exclusive is not None:
+            keys, key = self.exclusive
+            keys.take(key, self)
         opened_at = trio.current_time()
         try:
             await self.serve_socket()
@@ -154,6 +161,9 @@ class Connection(SocketActor):
             self.outbox.close()
             self.stats.outbox_ended(self.outbox.statistics())
             self.hub.user_disconnected(self.user_id, self.outbox)
+            if self.exclusive is not None:
+                keys, key = self.exclusive
+                keys.release(key, self)
             for topic in self.outbox.topics():
                 self.hub.leave(topic, self.outbox)
         # Only now, with the outbox closed: no frame may follow the close frame.
@@ -258,6 +268,10 @@ class Connection(SocketActor):
                 f"has open and that have no data yet; {topic} was not subscribed, try later",
             )
         return None
+
+    def displace(self, code: int, reason: str) -> None:
+        """A newer connection took this one's exclusive key: close (rt/ws/exclusive.py)."""
+        self._end(code, reason)
 
     def on_idle_timeout(self) -> None:
         self.stats.heartbeat_timeouts += 1

@@ -175,14 +175,20 @@ class Listener(Actor):
             await _reject(request, 404, "NOT_FOUND", f"no WebSocket endpoint at {path}")
             return
         dialect, path_params = found
+        if dialect.check_path is not None:
+            problem = dialect.check_path(path_params)
+            if problem is not None:
+                await _reject(request, 400, "BAD_REQUEST", problem)
+                return
         query_params = {name: values[0] for name, values in parse_qs(query).items()}
         token = query_params.get("token", "")
         settings = self.server.settings
-        if dialect.auth == "token" and not token:
+        auth = "token" if dialect.name in settings.require_token else dialect.auth
+        if auth == "token" and not token:
             await _reject(request, 401, "UNAUTHORIZED", "missing token: connect to ?token=<JWT>")
             return
         claims: Claims | None = None
-        if token and dialect.auth != "none":
+        if token and auth != "none":
             try:
                 claims = self._tokens.verify(token)
             except AuthError as exc:
@@ -225,8 +231,12 @@ class Listener(Actor):
             authenticated=authenticated,
             path_params=path_params,
             query=query_params,
+            server=server,
         )
         session = dialect.new_session(context)
+        exclusive = None
+        if dialect.exclusive_key is not None:
+            exclusive = (server.exclusive_keys, f"{dialect.name}:{dialect.exclusive_key(context)}")
         spec = ChildSpec(
             name,
             lambda: Connection(
@@ -240,6 +250,7 @@ class Listener(Actor):
                 desk=server.desk,
                 token_expires_at_ms=claims.expires_at_ms if authenticated else None,
                 endpoint=path,
+                exclusive=exclusive,
             ),
             restart=Restart.TEMPORARY,
             shutdown_timeout_s=3.0,

@@ -38,6 +38,8 @@ from trio_websocket import (
 )
 
 from rt.client import KMarketClient
+from rt.dialects.topics.aggregator import MAKERS
+from rt.dialects.topics.demo import INSTRUMENTS as DEMO_INSTRUMENTS
 from rt.server import Server, open_server
 from tests.rt.e2e._support import make_token
 from tests.rt.harness import settings
@@ -432,6 +434,12 @@ async def run_seed(seed: int) -> Figures:
 
 async def serve_seed(server: Server, seed: int, rng: random.Random, figures: Figures) -> None:
     """Run the load and the faults on ``server``, then check the invariants."""
+    # The demo ticks' candle makers start with their instruments' first ticks and live as
+    # long as the server: part of the baseline, not of the load.
+    await wait_for(
+        lambda: all(server.system.lookup(f"{MAKERS}/{t}.{s}") for t, s, _, _ in DEMO_INSTRUMENTS),
+        f"seed {seed}: the demo candle makers",
+    )
     gc.collect()
     tasks_before_by_name = live_tasks()
     tasks_before = sum(tasks_before_by_name.values())

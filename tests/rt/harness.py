@@ -69,6 +69,7 @@ class Core:
         settings: Settings | None = None,
         dialect: Dialect = KMARKET,
         token_expires_at_ms: int | None = None,
+        client_id: str | None = None,
     ) -> str:
         """Accept a WebSocket on ``server_stream`` and run a Connection actor on it.
 
@@ -80,7 +81,18 @@ class Core:
         conn_settings = settings or self.settings
 
         claims = Claims(user_id=user_id, scope_markets=scope, expires_at_ms=0)
-        session = dialect.new_session(SessionContext(claims, name, conn_settings))
+        context = SessionContext(
+            claims,
+            name,
+            conn_settings,
+            path_params={"client_id": client_id or name},
+            server=self.server,
+        )
+        session = dialect.new_session(context)
+        exclusive = None
+        if dialect.exclusive_key is not None:
+            key = f"{dialect.name}:{dialect.exclusive_key(context)}"
+            exclusive = (self.server.exclusive_keys, key)
 
         async def accept() -> None:
             request = await wrap_server_stream(nursery, server_stream)
@@ -98,6 +110,7 @@ class Core:
                         codec=dialect.codec,
                         desk=self.desk,
                         token_expires_at_ms=token_expires_at_ms,
+                        exclusive=exclusive,
                     ),
                     restart=Restart.TEMPORARY,
                 ),
@@ -118,6 +131,7 @@ class Core:
         settings: Settings | None = None,
         dialect: Dialect = KMARKET,
         token_expires_at_ms: int | None = None,
+        client_id: str | None = None,
     ) -> AsyncIterator[WebSocketConnection]:
         """A client WebSocket whose server side is a Connection actor under ``conns``.
 
@@ -144,6 +158,7 @@ class Core:
                     settings=settings,
                     dialect=dialect,
                     token_expires_at_ms=token_expires_at_ms,
+                    client_id=client_id,
                 )
                 client = await wrap_client_stream(nursery, client_stream, "rt.test", dialect.path)
                 try:

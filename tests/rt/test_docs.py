@@ -2,7 +2,7 @@
 
 In a block, ``> text`` is sent by the client, ``< json`` must be the next message the server
 sends ("*" matches any value), and ``! publish <market or topic> <json patch>`` is a
-producer's publish (a bare number is a KMarket market). Options after ``exchange``:
+producer's publish (a bare number is a KMarket market; to a ``tick:`` topic, a tick). Options after ``exchange``:
 ``scope=1001,1002`` (the token's markets), ``user=u1``, and any numeric setting such as
 ``history_size=2``.
 """
@@ -19,11 +19,14 @@ import trio
 
 from rt.dialects import Dialect
 from rt.dialects.kmarket import DIALECT as KMARKET
+from rt.dialects.topics import DIALECT as TOPICS
 from rt.dialects.uof import DIALECT as UOF
-from tests.rt.harness import open_core
+from rt.model import Update
+from rt.topics import TICK_PREFIX, candle_topic
+from tests.rt.harness import Core, open_core
 
 DOCS = Path(__file__).parents[2] / "docs" / "protocol"
-DIALECTS = {"kmarket.md": KMARKET, "uof.md": UOF}
+DIALECTS = {"kmarket.md": KMARKET, "uof.md": UOF, "topics.md": TOPICS}
 BLOCKS = [
     (name, options, body)
     for name in DIALECTS
@@ -31,6 +34,24 @@ BLOCKS = [
         r"```exchange([^\n]*)\n(.*?)```", (DOCS / name).read_text(), re.S
     )
 ]
+
+
+async def publish_tick(core: Core, topic: str, tick: dict[str, Any]) -> None:
+    """Publish a tick, and return once its instrument's 1m candle went out (a client's
+    next subscribe may rely on it)."""
+    candle = candle_topic(topic.removeprefix(TICK_PREFIX) + ".1m")
+    went_out = trio.Event()
+
+    def on_update(update: Update) -> None:
+        if update.topic == candle:
+            went_out.set()
+
+    core.engine.add_listener(on_update)
+    try:
+        await core.hub.publish(topic, tick, kind="event")
+        await went_out.wait()
+    finally:
+        core.engine.remove_listener(on_update)
 
 
 def matches(expected: Any, actual: Any) -> bool:
@@ -89,6 +110,9 @@ async def test_doc_example(doc: str, options: str, body: str) -> None:
                     verb, target, patch = text.split(" ", 2)
                     assert verb == "publish"
                     topic = f"market:{target}" if target.isdigit() else target
-                    await core.hub.publish(topic, json.loads(patch))
+                    if topic.startswith("tick:"):
+                        await publish_tick(core, topic, json.loads(patch))
+                    else:
+                        await core.hub.publish(topic, json.loads(patch))
                 else:
                     raise AssertionError(f"unknown line in example: {line!r}")

@@ -83,6 +83,7 @@ async def test_the_tree_with_every_documented_field(
         "users",
         "keeper",
         "desks",
+        "dialects",
         "conns",
         "feeds",
         "public",

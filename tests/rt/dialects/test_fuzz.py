@@ -1,6 +1,6 @@
 """Hostile messages for every dialect's session: the dialect's error, never an exception.
 
-Every dialect served (``rt.dialects.BY_PATH``) is fuzzed. A new dialect needs one line: its
+Every dialect served (``rt.dialects.DIALECTS``) is fuzzed. A new dialect needs one line: its
 command names and field names in VOCABULARY (a test fails until it is there), so that the
 strategies reach past "unknown type" into its commands' fields.
 
@@ -24,7 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rt.auth import Claims
-from rt.dialects import BY_PATH, Dialect, SessionContext
+from rt.dialects import DIALECTS as SERVED
+from rt.dialects import Dialect, SessionContext
 from rt.dialects.base import ProtocolError, Send, Session, Submit
 from rt.dialects.uof.desk import parse_ticket
 from rt.settings import Settings
@@ -36,9 +37,10 @@ VOCABULARY: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("subscribe", "unsubscribe", "resume", "ping", "submit_ticket"),
         ("payload", "eventIds", "offsets", "ticketId", "stake", "selections"),
     ),
+    "topics": (("subscribe", "unsubscribe", "ping"), ("topic",)),
 }
 
-DIALECTS = sorted(BY_PATH.values(), key=lambda d: d.name)
+DIALECTS = sorted(SERVED, key=lambda d: d.name)
 
 #: As written in JSON text: escapes that decode to a lone UTF-16 surrogate.
 LONE_SURROGATE_ESCAPES = ["\\ud800", "\\udfff", "a\\udc00b", "\\udc00\\ud800"]
@@ -131,7 +133,10 @@ def hostile(dialect: Dialect) -> st.SearchStrategy[tuple[str, bool]]:
 
 def new_session(dialect: Dialect) -> Session:
     claims = Claims(user_id=7, scope_markets=None, expires_at_ms=0)
-    return dialect.new_session(SessionContext(claims, "c1", Settings(wall_ms=lambda: 1)))
+    context = SessionContext(
+        claims, "c1", Settings(wall_ms=lambda: 1), path_params={"client_id": "fuzz"}
+    )
+    return dialect.new_session(context)
 
 
 def shape(value: Any) -> Any:

@@ -117,7 +117,7 @@ async def test_stats_have_the_seeds_shape_and_rts_counters(
     assert stats["total_messages"] == stats["messages_received"] + stats["messages_sent"]
     assert stats["error_rate"] == 0.0
     assert stats["uptime_seconds"] > 0
-    assert stats["connections_by_dialect"] == {"kmarket": 1, "uof": 0}
+    assert stats["connections_by_dialect"] == {"kmarket": 1, "uof": 0, "topics": 0}
     assert stats["subscriptions"] == 1
     for key in (
         "connections_accepted",
