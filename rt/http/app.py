@@ -26,6 +26,7 @@ from rt.http.debug import create_debug_router
 from rt.http.limits import BodyLimit, BodyTooLarge, too_large_body
 from rt.http.metrics import metrics_router, totals
 from rt.http.ops import ops_router
+from rt.http.pages import pages_router
 from rt.jsontext import show
 from rt.model import HistoryGone, Snapshot
 from rt.topics import EVENT_PREFIX, MARKET_PREFIX, market_id, market_topic, parse_market_id
@@ -431,6 +432,7 @@ def create_app(server: Server, *, operator_routes: bool = True) -> FastAPI:
         return JSONResponse({"results": await publish_batch(server.hub, batch.updates)})
 
     app.include_router(create_debug_router(server))
+    app.include_router(pages_router())
     app.include_router(metrics_router(server))
     app.include_router(ops_router(server))
     for dialect in DIALECTS:

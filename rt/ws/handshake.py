@@ -52,13 +52,17 @@ def _header(headers: Headers, name: bytes) -> bytes | None:
 def check_origin(headers: Headers, *, allowed: Iterable[str], any_origin: bool) -> Refusal | None:
     """403 for an Origin that is present and not allowed (``null`` never is, but with
     ``any_origin``). Origins compare as RFC 6454 serialises them: scheme://host[:port],
-    case-insensitively."""
+    case-insensitively. An Origin naming the Host the request was sent to is the server's
+    own page (/websocket-test, however the browser reached the server) and is allowed."""
     origin = _header(headers, b"origin")
     if origin is None or any_origin:
         return None
     text = origin.decode("latin-1").strip().lower()
     if text != "null" and text in {o.strip().lower().rstrip("/") for o in allowed}:
         return None
+    host = _header(headers, b"host")
+    if host is not None and text.partition("://")[2] == host.decode("latin-1").strip().lower():
+        return None  # a page of this very server (as the browser reached it): same origin
     shown = text if len(text) <= 100 else text[:100] + "..."
     return Refusal(403, "FORBIDDEN_ORIGIN", f"origin {shown!r} may not open a WebSocket here")
 
