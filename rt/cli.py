@@ -109,6 +109,13 @@ def _serve_parser(sub: Any) -> None:
         help="a feed silent this long has its markets suspended (RT_FEED_GRACE_S, default 5)",
     )
     p.add_argument(
+        "--require-token",
+        action="append",
+        metavar="DIALECT",
+        help="require ?token= on the WebSockets of a dialect that takes anonymous clients "
+        "by default: topics (repeatable; RT_REQUIRE_TOKEN=topics)",
+    )
+    p.add_argument(
         "--debug",
         action="store_true",
         help="on a failure at start, print the whole traceback instead of one line",
@@ -133,9 +140,20 @@ def build_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings
         "dev": args.dev,
         "feed_urls": tuple(args.feed) if args.feed else None,
         "feed_grace_s": args.feed_grace,
+        "require_token": tuple(args.require_token) if args.require_token else None,
     }
     values.update({k: v for k, v in flags.items() if v is not None})
-    return Settings(**values)
+    settings = Settings(**values)
+    from rt.dialects import DIALECTS
+
+    names = [d.name for d in DIALECTS]
+    unknown = [name for name in settings.require_token if name not in names]
+    if unknown:
+        raise ValueError(
+            f"--require-token / RT_REQUIRE_TOKEN names no dialect: {', '.join(unknown)} "
+            f"(the dialects: {', '.join(names)})"
+        )
+    return settings
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

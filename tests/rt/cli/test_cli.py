@@ -180,6 +180,15 @@ def test_settings_defaults_and_env_parsing() -> None:
     assert flags.admin_port == 9090
 
 
+def test_require_token_names_dialects() -> None:
+    settings = build_settings(_parse(["serve", "--require-token", "topics"]), {})
+    assert settings.require_token == ("topics",)
+    settings = build_settings(_parse(["serve"]), {"RT_REQUIRE_TOKEN": "topics, kmarket"})
+    assert settings.require_token == ("topics", "kmarket")
+    with pytest.raises(ValueError, match="names no dialect: bogus"):
+        build_settings(_parse(["serve", "--require-token", "bogus"]), {})
+
+
 def test_a_bad_environment_value_names_the_variable() -> None:
     with pytest.raises(SystemExit, match="RT_PORT has an invalid value 'x'"):
         settings_from_env({"RT_PORT": "x"})
