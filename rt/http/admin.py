@@ -19,7 +19,7 @@ import trio
 from rt.auth import bearer_token, is_admin_token
 from rt.ws.handshake import Refusal
 
-__all__ = ["AdminGate", "Verdict", "admin_refusal"]
+__all__ = ["AdminGate", "Verdict", "admin_refusal", "require_admin"]
 
 #: Addresses whose failures are remembered at once; the least recently failing are forgotten.
 MAX_TRACKED_PEERS = 10_000
@@ -101,3 +101,14 @@ def admin_refusal(gate: AdminGate, request: Any) -> tuple[int, str, str, dict[st
         message, retry_s = gate.limited_message(peer)
         return 429, "TOO_MANY_ATTEMPTS", message, {"retry-after": str(retry_s)}
     return 401, "UNAUTHORIZED", "this route needs Authorization: Bearer <admin token>", {}
+
+
+def require_admin(gate: AdminGate, request: Any) -> None:
+    """The one admin check of every HTTP route: ApiError (401 or 429) unless ``request``
+    carries the admin token."""
+    from rt.http.errors import ApiError
+
+    refusal = admin_refusal(gate, request)
+    if refusal is not None:
+        status, code, message, headers = refusal
+        raise ApiError(status, code, message, headers=headers)

@@ -12,18 +12,18 @@ from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rt.auth import AuthError, issue_token, verify_token
 from rt.delivery.publishing import PublishInvalid, parse_batch_json, parse_update, publish_batch
 from rt.dialects import DIALECTS
 from rt.dialects.base import ProtocolError
-from rt.http.admin import admin_refusal
+from rt.http.admin import require_admin as admin_check
 from rt.http.debug import create_debug_router
-from rt.http.limits import BodyLimit, BodyTooLarge, too_large_body
+from rt.http.errors import ApiError
+from rt.http.errors import install as install_error_handlers
+from rt.http.limits import BodyLimit
 from rt.http.metrics import metrics_router, totals
 from rt.http.ops import ops_router
 from rt.http.pages import pages_router
@@ -38,15 +38,6 @@ MAX_UPDATES_LIMIT = 1000
 DEFAULT_UPDATES_LIMIT = 200
 #: The largest body POST /admin/publish reads (413 beyond): 1,000 updates of 8 KiB each.
 MAX_PUBLISH_BODY_BYTES = 8 * 1024 * 1024
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.extra = extra
 
 
 class TokenRequest(BaseModel):
@@ -208,51 +199,15 @@ def create_app(server: Server, *, operator_routes: bool = True) -> FastAPI:
     if not operator_routes:
         app.add_middleware(HideOperatorRoutes)
 
-    @app.exception_handler(ApiError)
-    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
-        extra = dict(exc.extra)
-        headers = {k: str(v) for k, v in extra.pop("_headers", {}).items()}
-        return JSONResponse(
-            {"code": exc.code, "message": exc.message, **extra},
-            status_code=exc.status,
-            headers=headers,
-        )
-
+    install_error_handlers(app, describe_problem)
     app.add_middleware(
         BodyLimit,
         max_bytes=settings.max_http_body_bytes,
         per_path={"/admin/publish": MAX_PUBLISH_BODY_BYTES},
     )
 
-    @app.exception_handler(BodyTooLarge)
-    async def too_large(_: Request, exc: BodyTooLarge) -> Response:
-        return Response(too_large_body(exc.limit), 413, media_type="application/json")
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(describe_problem(e) for e in exc.errors())
-        return JSONResponse({"code": "INVALID_REQUEST", "message": problems}, status_code=400)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        # Starlette's own answers (no such route, a method the route does not take) in the
-        # same {"code", "message"} form as every other error.
-        if exc.status_code == 404:
-            body = {"code": "NOT_FOUND", "message": f"no route {request.url.path}"}
-        elif exc.status_code == 405:
-            body = {
-                "code": "METHOD_NOT_ALLOWED",
-                "message": f"{request.url.path} does not take {request.method}",
-            }
-        else:
-            body = {"code": f"HTTP_{exc.status_code}", "message": str(exc.detail)}
-        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
-
     def require_admin(request: Request) -> None:
-        refusal = admin_refusal(server.admin_gate, request)
-        if refusal is not None:
-            status, code, message, headers = refusal
-            raise ApiError(status, code, message, _headers=headers)
+        admin_check(server.admin_gate, request)
 
     @app.post("/api/ws/token", response_model=TokenResponse, tags=["auth"])
     async def make_token(body: TokenRequest, request: Request) -> TokenResponse:

@@ -9,8 +9,8 @@
 
 The page asks the operator for the admin token and sends it as ``Authorization: Bearer``
 on its own requests, so the token never appears in a URL (URLs end up in logs). Errors are
-JSON ``{"code", "message"}`` like the rest of the HTTP API; this router builds them itself so
-that it works in any app it is mounted in. docs/operations.md documents every field.
+JSON ``{"code", "message"}`` like the rest of the HTTP API (rt/http/errors.py).
+docs/operations.md documents every field.
 """
 
 from __future__ import annotations
@@ -23,11 +23,12 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, Response
 
 from actors import FaultAction
-from rt.http.admin import admin_refusal
+from rt.http.admin import require_admin
 from rt.http.debug_page import CONTENT_SECURITY_POLICY, PAGE
+from rt.http.errors import error_response
 
 if TYPE_CHECKING:
     from rt.server import Server
@@ -71,13 +72,6 @@ def _json(payload: Any, status: int = 200) -> Response:
         media_type="application/json",
         headers=_NO_STORE,
     )
-
-
-def _error(status: int, code: str, message: str) -> Response:
-    headers = dict(_NO_STORE)
-    if status == 401:
-        headers["WWW-Authenticate"] = "Bearer"
-    return JSONResponse({"code": code, "message": message}, status_code=status, headers=headers)
 
 
 def _walk(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -202,18 +196,6 @@ def create_debug_router(server: Server) -> APIRouter:
     router = APIRouter(tags=["debug"])
     system = server.system
 
-    def unauthorized(request: Request) -> Response | None:
-        """A 401 response unless the request carries the admin token (never logged)."""
-        refusal = admin_refusal(server.admin_gate, request)
-        if refusal is None:
-            return None
-        status, code, message, headers = refusal
-        if status == 401:
-            message = "this route needs Authorization: Bearer <admin token>"
-        response = _error(status, code, message)
-        response.headers.update(headers)
-        return response
-
     def faults_now() -> list[dict[str, Any]]:
         nodes = list(_walk(system.tree()))
         return [{**fault, "matches": _matches(fault, nodes)} for fault in system.faults.list()]
@@ -234,8 +216,7 @@ def create_debug_router(server: Server) -> APIRouter:
     @router.get("/debug/actors")
     async def actors(request: Request) -> Response:
         """The whole actor tree: ``{generatedAt, summary, tree}``, see docs/operations.md."""
-        if (denied := unauthorized(request)) is not None:
-            return denied
+        require_admin(server.admin_gate, request)
         tree = system.tree()
         return _json(
             {
@@ -248,8 +229,7 @@ def create_debug_router(server: Server) -> APIRouter:
     @router.get("/debug/faults")
     async def list_faults(request: Request) -> Response:
         """The armed faults, oldest first, each with the live actors it matches now."""
-        if (denied := unauthorized(request)) is not None:
-            return denied
+        require_admin(server.admin_gate, request)
         return _json({"faults": faults_now()})
 
     @router.post(
@@ -266,21 +246,20 @@ def create_debug_router(server: Server) -> APIRouter:
         """Arm a fault on an actor (path or name) or on every actor of a kind. Actions:
         crash, delay, drop, stall, and cut (a drop at a feed's ``upstream`` point). 201 with
         the armed fault; 400 ``INVALID_FAULT`` naming the problem."""
-        if (denied := unauthorized(request)) is not None:
-            return denied
+        require_admin(server.admin_gate, request)
         try:
             body = json.loads(await request.body())
         except ValueError:
-            return _error(400, "INVALID_FAULT", "the body is not valid JSON")
+            return error_response(400, "INVALID_FAULT", "the body is not valid JSON")
         try:
             options = parse_fault(body)
         except InvalidFault as exc:
-            return _error(400, "INVALID_FAULT", str(exc))
+            return error_response(400, "INVALID_FAULT", str(exc))
         action = options.pop("action")
         try:
             fault = system.faults.arm(action, **options)
         except ValueError as exc:  # the runtime's own checks; parse_fault makes these rare
-            return _error(400, "INVALID_FAULT", str(exc))
+            return error_response(400, "INVALID_FAULT", str(exc))
         armed = fault.describe()
         log.warning("debug: armed fault %s", armed)
         nodes = list(_walk(system.tree()))
@@ -289,8 +268,7 @@ def create_debug_router(server: Server) -> APIRouter:
     @router.delete("/debug/faults")
     async def disarm_all(request: Request) -> Response:
         """Disarm every fault (and release stalled actors); says how many."""
-        if (denied := unauthorized(request)) is not None:
-            return denied
+        require_admin(server.admin_gate, request)
         disarmed = system.faults.disarm()
         log.warning("debug: disarmed all faults (%d)", disarmed)
         return _json({"disarmed": disarmed})
@@ -298,14 +276,15 @@ def create_debug_router(server: Server) -> APIRouter:
     @router.delete("/debug/faults/{fault_id}")
     async def disarm(fault_id: str, request: Request) -> Response:
         """Disarm one fault (releasing what it stalls); 404 if no armed fault has that id."""
-        if (denied := unauthorized(request)) is not None:
-            return denied
+        require_admin(server.admin_gate, request)
         try:
             number = int(fault_id)
         except ValueError:
-            return _error(400, "INVALID_FAULT", f"a fault id is an integer, got {fault_id!r}")
+            return error_response(
+                400, "INVALID_FAULT", f"a fault id is an integer, got {fault_id!r}"
+            )
         if not system.faults.disarm(number):
-            return _error(404, "NO_SUCH_FAULT", f"no armed fault has id {number}")
+            return error_response(404, "NO_SUCH_FAULT", f"no armed fault has id {number}")
         log.warning("debug: disarmed fault %d", number)
         return _json({"disarmed": 1})
 

@@ -27,7 +27,8 @@ from actors import ActorSystem
 from rt.delivery.hub import Hub
 from rt.delivery.outbox import Outbox
 from rt.dialects.base import Codec
-from rt.http.admin import admin_refusal
+from rt.http.admin import require_admin
+from rt.http.errors import error_response
 from rt.http.metrics import live_connections, totals
 from rt.jsontext import loads
 from rt.model import Json, Update
@@ -51,8 +52,6 @@ SLOW_PROBE_S = 0.25
 #: Feed states that count as working (a feed reports its state in describe()["state"]).
 FEED_OK_STATES = frozenset({"running", "connected"})
 
-_ADMIN_ONLY = "this route needs Authorization: Bearer <admin token>"
-
 _BROADCAST_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
@@ -68,11 +67,6 @@ _BROADCAST_SCHEMA: dict[str, Any] = {
         },
     },
 }
-
-
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse({"code": code, "message": message}, status_code=status, headers=headers)
 
 
 class _ProbeCodec:
@@ -172,15 +166,6 @@ def ops_router(server: Server, *, probe_timeout_s: float = PROBE_TIMEOUT_S) -> A
     settings = server.settings
     router = APIRouter(prefix="/realtime", tags=["operations"])
 
-    def unauthorized(request: Request) -> JSONResponse | None:
-        refusal = admin_refusal(server.admin_gate, request)
-        if refusal is None:
-            return None
-        status, code, message, headers = refusal
-        response = _error(status, code, _ADMIN_ONLY if status == 401 else message)
-        response.headers.update(headers)
-        return response
-
     @router.get("/health", responses={503: {"description": "not delivering"}})
     async def health() -> JSONResponse:
         """Healthy only if an update published now reaches a subscriber (503 otherwise).
@@ -258,7 +243,7 @@ def ops_router(server: Server, *, probe_timeout_s: float = PROBE_TIMEOUT_S) -> A
             for node in conns.get("children", ()):
                 if node["name"] == connection_id and node["kind"] == "connection":
                     return JSONResponse({"id": connection_id, **node})
-        return _error(404, "NOT_FOUND", f"no open connection {connection_id!r}")
+        return error_response(404, "NOT_FOUND", f"no open connection {connection_id!r}")
 
     @router.post(
         "/broadcast",
@@ -273,17 +258,15 @@ def ops_router(server: Server, *, probe_timeout_s: float = PROBE_TIMEOUT_S) -> A
     async def broadcast(request: Request) -> JSONResponse:
         """Send ``{type|event_type, data}`` to every open connection (or those subscribed to
         ``topic``) as a control message in its own dialect; answers ``{"delivered": n}``."""
-        refused = unauthorized(request)
-        if refused is not None:
-            return refused
+        require_admin(server.admin_gate, request)
         try:
             # rt's own parser: a NaN or a lone surrogate in ``data`` could be sent to nobody.
             body = loads((await request.body()).decode("utf-8"))
         except ValueError as exc:
-            return _error(400, "INVALID_REQUEST", f"the body is not valid JSON: {exc}")
+            return error_response(400, "INVALID_REQUEST", f"the body is not valid JSON: {exc}")
         problem = _broadcast_problem(body)
         if problem is not None:
-            return _error(400, "INVALID_REQUEST", problem)
+            return error_response(400, "INVALID_REQUEST", problem)
         event_type: str = body.get("event_type", body.get("type"))
         data: Json = body["data"]
         topic: str | None = body.get("topic")

@@ -10,6 +10,7 @@ Connection actor.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -224,3 +225,21 @@ async def receive_until(
 def child(tree: dict[str, Any], name: str) -> dict[str, Any]:
     """The child called ``name`` in a tree as ``ActorSystem.tree()`` shows it."""
     return next(c for c in tree["children"] if c["name"] == name)
+
+
+class SteadyClock:
+    """Wall time (ms) that reads ``minute`` minutes past midnight UTC (of a fixed day) on its
+    first reading and then runs at the real pace: for tests of candles on real sockets, which
+    need time to pass but no interval to end under them."""
+
+    DAY_MS = 1_710_000_000_000 - 1_710_000_000_000 % 86_400_000
+
+    def __init__(self, minute: int) -> None:
+        self.start_ms = self.DAY_MS + minute * 60_000
+        self.origin: int | None = None
+
+    def __call__(self) -> int:
+        now = time.monotonic_ns() // 1_000_000
+        if self.origin is None:
+            self.origin = now
+        return self.start_ms + now - self.origin

@@ -23,7 +23,7 @@ from rt.dialects.topics import DIALECT as TOPICS
 from rt.dialects.uof import DIALECT as UOF
 from rt.model import Update
 from rt.topics import TICK_PREFIX, candle_topic
-from tests.rt.harness import Core, open_core
+from tests.rt.harness import Core, SteadyClock, open_core
 
 DOCS = Path(__file__).parents[2] / "docs" / "protocol"
 DIALECTS = {"kmarket.md": KMARKET, "uof.md": UOF, "topics.md": TOPICS}
@@ -93,6 +93,8 @@ async def test_doc_example(doc: str, options: str, body: str) -> None:
             user = value
         else:
             overrides[key] = float(value) if "." in value else int(value)
+    if doc == "topics.md":
+        overrides["wall_ms"] = SteadyClock(12 * 60)  # a minute to go: no candle closes
     with trio.fail_after(10):
         async with (
             open_core(**overrides) as core,

@@ -20,6 +20,7 @@ import trio
 
 from rt.server import Server
 from rt.topics import candle_topic
+from tests.rt.harness import SteadyClock
 
 from ._support import TIMEOUT_S, Peer, make_token, open_peer, upgrade_status
 
@@ -32,8 +33,9 @@ def real_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-#: Candles need a clock that runs (the e2e default is a fixed one).
-pytestmark = pytest.mark.server_settings(wall_ms=real_ms)
+#: Candles need a clock that runs (the e2e default is a fixed one), and no interval may end
+#: under these tests: 12:02:00 is three minutes from the next 5-minute boundary.
+pytestmark = pytest.mark.server_settings(wall_ms=SteadyClock(12 * 60 + 2))
 
 
 def seed_code(language: str) -> str:
@@ -232,7 +234,7 @@ async def test_no_token_is_needed_by_default_but_a_bad_one_is_refused(server: Se
         await peer.aclose()
 
 
-@pytest.mark.server_settings(wall_ms=real_ms, require_token=("topics",))
+@pytest.mark.server_settings(wall_ms=SteadyClock(12 * 60 + 2), require_token=("topics",))
 async def test_require_token_makes_the_token_required(server: Server) -> None:
     assert await upgrade_status(server.port, "/api/v1/ws/c1") == b"401"
     async with trio.open_nursery() as nursery:
