@@ -27,8 +27,8 @@ from fastapi.responses import HTMLResponse, Response
 
 from actors import FaultAction
 from rt.http.admin import require_admin
-from rt.http.debug_page import CONTENT_SECURITY_POLICY, PAGE
 from rt.http.errors import error_response
+from rt.http.pages import page as static_page
 
 if TYPE_CHECKING:
     from rt.server import Server
@@ -202,11 +202,15 @@ def create_debug_router(server: Server) -> APIRouter:
 
     @router.get("/debug", include_in_schema=False)
     async def page() -> HTMLResponse:
+        # rt/http/static/debug.html: no data and no secret. It asks for the admin token,
+        # keeps it in sessionStorage (this tab only) and writes everything with textContent
+        # (actor info can carry text that came from clients).
+        html, policy = static_page("debug.html")
         return HTMLResponse(
-            PAGE,
+            html,
             headers={
                 **_NO_STORE,
-                "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+                "Content-Security-Policy": policy,
                 "X-Content-Type-Options": "nosniff",
                 "Referrer-Policy": "no-referrer",
                 "X-Frame-Options": "DENY",

@@ -4,6 +4,8 @@ A page's inline script and style are allowed by their hashes in its Content-Secu
 and nothing else is: no other host, no eval, no inline event handlers.
 
     GET /websocket-test    the live WebSocket test page, for every dialect rt serves
+    GET /debug             the operators' page (served by rt/http/debug.py, admin data only
+                           through its own authenticated requests)
 """
 
 from __future__ import annotations
