@@ -27,6 +27,7 @@ from actors import (
 )
 from rt.delivery.outbox import Outbox
 from rt.delivery.room import CatchUp, Deserted, JoinRoom, MarketRoom, ResyncRequest, UserRoom
+from rt.delivery.subscribers import SubscriberTable, TopicSubscribers
 from rt.engine import Engine
 from rt.model import Json, Update, UpdateKind
 from rt.settings import Settings
@@ -76,11 +77,9 @@ class Hub:
         self.engine = engine
         self.settings = settings
         self.stats = stats or ConnectionStats()
-        self._subscribers: dict[str, dict[int, Outbox]] = {}
-        # Joins told to a room and not yet served: a room that crashes loses its mailbox,
-        # so its next incarnation serves these first (see MarketRoom.on_start).
-        self._joining: dict[str, dict[int, JoinRoom]] = {}
-        self._behind: set[str] = set()  # rooms sent a CatchUp they have not handled yet
+        #: Who subscribes to what, and who is joining: a room that crashes loses its
+        #: mailbox, so its next incarnation serves the joins found here first.
+        self.table = SubscriberTable()
         # Topics with subscribers or joins and no room, in the order found (a dict as an
         # ordered set): the keeper starts their rooms.
         self._orphans: dict[str, None] = {}
@@ -100,28 +99,22 @@ class Hub:
         """Called by the engine for every update, in seq order per topic. Never blocks."""
         self.messages_published += 1
         room = self.system.lookup(room_path(update.topic))
+        entry = self.table.get(update.topic)
         if room is None:
-            if self._subscribers.get(update.topic) or self._joining.get(update.topic):
+            if entry is not None and not entry.idle:
                 # Subscribers but no room: its supervisor was restarted and lost it.
                 self._orphan(update.topic)
             return
-        if update.topic in self._behind:
+        if entry is not None and entry.behind:
             return
         try:
             room.tell_nowait(update)
         except MailboxFull:
-            self._behind.add(update.topic)
+            if entry is not None:
+                entry.behind = True
             room.tell_control(CatchUp())
         except MailboxClosed:
             pass  # the room is stopping; a new one loads from the engine
-
-    def fanned_out(self, update: Update) -> None:
-        """A room offered ``update`` to all its subscribers (written at once to those that
-        keep up): observe its publish-to-send latency, once per update, not per client."""
-        self.stats.observe_latency(max(0.0, (self.settings.wall_ms() - update.ts) / 1000))
-
-    def caught_up(self, topic: str) -> None:
-        self._behind.discard(topic)
 
     async def serve_orphans(self) -> None:
         """Start the room of every topic found with subscribers or joins and no room (the
@@ -137,7 +130,8 @@ class Hub:
             while self._orphans:
                 topic = next(iter(self._orphans))
                 del self._orphans[topic]
-                if not (self._subscribers.get(topic) or self._joining.get(topic)):
+                entry = self.table.get(topic)
+                if entry is None or entry.idle:
                     self._unstartable.discard(topic)
                     continue
                 if self.system.lookup(room_path(topic)) is not None:
@@ -152,38 +146,30 @@ class Hub:
 
     # -- subscribers ----------------------------------------------------------------------
 
-    def subscribers_of(self, topic: str) -> dict[int, Outbox]:
-        return self._subscribers.setdefault(topic, {})
-
     def opens_new_topic(self, topic: str) -> bool:
         """True when joining ``topic`` would start a room for a topic nobody has open and
         nothing was ever published to: what a client inventing names does."""
         return (
-            topic not in self._subscribers
-            and topic not in self._joining
+            self.table.get(topic) is None
             and self.system.lookup(room_path(topic)) is None
             and self.engine.position(topic)[1] == 0
         )
 
-    def room_idled_out(self, topic: str, subscribers: dict[int, Outbox]) -> None:
-        """The room of ``topic`` stops for want of subscribers: forget every index entry of
-        the topic, so that a client inventing names leaves nothing behind once its rooms
-        have idled out. Called by the room in the same step as it stops (no await between),
-        so no join can slip in; a later join makes a fresh entry and a fresh room."""
-        if not subscribers and self._subscribers.get(topic) is subscribers:
-            del self._subscribers[topic]
-        if not self._joining.get(topic):
-            self._joining.pop(topic, None)
-        self._behind.discard(topic)
-        self._orphans.pop(topic, None)
+    def room_idled_out(self, entry: TopicSubscribers) -> None:
+        """The room of ``entry``'s topic stops for want of subscribers: forget the topic, so
+        that a client inventing names leaves nothing behind once its rooms have idled out.
+        Called by the room in the same step as it stops (no await between), so no join can
+        slip in; a later join makes a fresh entry and a fresh room."""
+        entry.behind = False
+        self.table.release(entry)
+        self._orphans.pop(entry.topic, None)
 
     def topics_indexed(self) -> int:
         """How many topics the Hub holds an entry for (a test checks they are released)."""
-        indexed = self._subscribers.keys() | self._joining.keys()
-        return len(indexed | self._behind | self._orphans.keys() | self._unstartable)
+        return len(set(self.table.topics()) | self._orphans.keys() | self._unstartable)
 
     def subscriber_count(self) -> int:
-        return sum(len(s) for s in self._subscribers.values())
+        return self.table.subscriber_count()
 
     async def join(
         self,
@@ -198,7 +184,7 @@ class Hub:
         # A user's private stream is lossless: never coalesced or resynced, see Outbox.
         subscription = outbox.expect(topic, since, lossless=is_user_topic(topic))
         message = JoinRoom(outbox, since, epoch, announce, subscription)
-        self._joining.setdefault(topic, {})[id(outbox)] = message
+        self.table.entry(topic).expect(message)
         room = self.system.lookup(room_path(topic)) or await self._start_room(topic)
         if room is not None:
             try:
@@ -212,37 +198,20 @@ class Hub:
         # fails, nor waits long, because of a room's supervisor.
         self._orphan(topic)
 
-    def take_join(self, topic: str, join: JoinRoom) -> bool:
-        """Called by the room about to serve ``join``: False if it was served already (by a
-        restarted room) or superseded by a later join or a leave."""
-        joining = self._joining.get(topic)
-        if joining is None or joining.get(id(join.outbox)) is not join:
-            return False
-        del joining[id(join.outbox)]
-        if not joining:
-            del self._joining[topic]
-        return True
-
-    def pending_joins(self, topic: str) -> list[JoinRoom]:
-        return list(self._joining.get(topic, {}).values())
-
     def leave(self, topic: str, outbox: Outbox) -> None:
         """Unsubscribe at once: the room fans out from the table, so it stops here."""
         outbox.forget(topic)
-        joining = self._joining.get(topic)
-        if joining is not None:
-            joining.pop(id(outbox), None)
-            if not joining:
-                del self._joining[topic]
-        subscribers = self._subscribers.get(topic)
-        if subscribers is not None:
-            # Kept even when empty while the room lives: it fans out from this very dict (and
-            # so does its next incarnation after a crash); the room releases it when it idles
-            # out (room_idled_out).
-            if subscribers.pop(id(outbox), None) is not None and not subscribers:
-                room = self.system.lookup(room_path(topic))
-                if room is not None:
-                    room.tell_control(Deserted())  # its idle time starts
+        entry = self.table.get(topic)
+        if entry is None:
+            return
+        last = entry.remove(outbox)
+        # The entry stays, even empty, while the room lives: it fans out from it (and so does
+        # its next incarnation after a crash); the room releases it when it idles out.
+        room = self.system.lookup(room_path(topic))
+        if room is None:
+            self.table.release(entry)
+        elif last:
+            room.tell_control(Deserted())  # its idle time starts
 
     def request_resync(self, topic: str, outbox: Outbox) -> None:
         room = self.system.lookup(room_path(topic))

@@ -8,7 +8,8 @@ updates: a join replays from history (or sends a snapshot) at exactly the room's
 then the subscriber gets every later update live; a resync request gets a snapshot at the
 room's position, and the outbox drops that topic's updates until it arrives.
 
-The subscriber table lives in the Hub, not here, so it survives a crash of the room: a
+The subscriber table (rt/delivery/subscribers.py) lives in the Hub, not here, so it survives
+a crash of the room: a
 restarted room reloads from the engine and brings every subscriber up to date from the
 position its outbox holds (replay, or a snapshot).
 
@@ -91,7 +92,8 @@ class MarketRoom(Actor):
     def __init__(self, topic: str, hub: Hub) -> None:
         self.topic = topic
         self.hub = hub
-        self.subscribers = hub.subscribers_of(topic)
+        #: This topic's entry in the hub's subscriber table (rt/delivery/subscribers.py).
+        self.subscribers = hub.table.entry(topic)
         self.epoch = ""
         self.seq = 0
         self.ts = 0
@@ -105,7 +107,7 @@ class MarketRoom(Actor):
             "topic": self.topic,
             "epoch": self.epoch,
             "seq": self.seq,
-            "subscribers": len(self.subscribers),
+            "subscribers": len(self.subscribers.outboxes),
             "history": len(self.history),
         }
 
@@ -113,9 +115,9 @@ class MarketRoom(Actor):
         await self._reload()
         # Subscribers already in the table came from an earlier incarnation of this room,
         # and so may joins it took into its mailbox and never served.
-        for outbox in list(self.subscribers.values()):
+        for outbox in list(self.subscribers.outboxes.values()):
             self._bring_up_to_date(outbox, outbox.position(self.topic), None, notice=False)
-        for join in self.hub.pending_joins(self.topic):
+        for join in self.subscribers.pending_joins():
             self._join(join)
 
     async def run(self) -> None:
@@ -123,7 +125,7 @@ class MarketRoom(Actor):
         get = self.mailbox.get
         while True:
             try:
-                if self.subscribers:
+                if self.subscribers.outboxes:
                     # No idle timer while serving (a cancel scope per message costs): the
                     # last subscriber to leave sends Deserted, which brings us back here.
                     message = await get()
@@ -131,10 +133,10 @@ class MarketRoom(Actor):
                     with trio.move_on_after(idle_s) as idle:
                         message = await get()
                     if idle.cancelled_caught:
-                        if not self.subscribers and len(self.mailbox) == 0:
+                        if not self.subscribers.outboxes and len(self.mailbox) == 0:
                             # Nobody left to serve; the engine keeps the topic. No await
                             # from here to the end of this incarnation.
-                            self.hub.room_idled_out(self.topic, self.subscribers)
+                            self.hub.room_idled_out(self.subscribers)
                             return
                         continue
             except MailboxClosed:
@@ -177,11 +179,11 @@ class MarketRoom(Actor):
         elif type(message) is JoinRoom:
             self._join(message)
         elif type(message) is ResyncRequest:
-            if id(message.outbox) in self.subscribers:
+            if id(message.outbox) in self.subscribers.outboxes:
                 frame = self._snapshot_frame(message.outbox.codec, resync=True)
                 message.outbox.offer_snapshot(self.topic, self.seq, frame)
         elif type(message) is CatchUp:
-            self.hub.caught_up(self.topic)
+            self.subscribers.behind = False
             await self._catch_up()
         elif type(message) is Deserted:
             pass  # the run loop starts the idle timer
@@ -205,13 +207,14 @@ class MarketRoom(Actor):
     def _fan_out(self, entries: list[_Entry]) -> None:
         """Offer consecutive updates to every subscriber. The hot loop: each update is framed
         once per dialect, and the same bytes are offered to every subscriber of it."""
-        if not self.subscribers:
+        outboxes = self.subscribers.outboxes
+        if not outboxes:
             return
         if len(entries) == 1:
             entry = entries[0]
             update = entry.update
             frames = entry.frames
-            for outbox in self.subscribers.values():
+            for outbox in outboxes.values():
                 codec = outbox.codec
                 frame = frames.get(codec)
                 if frame is None:
@@ -220,14 +223,17 @@ class MarketRoom(Actor):
         else:
             updates = [entry.update for entry in entries]
             runs: dict[Codec, tuple[list[bytes], bytes]] = {}
-            for outbox in self.subscribers.values():
+            for outbox in outboxes.values():
                 codec = outbox.codec
                 run = runs.get(codec)
                 if run is None:
                     each = [entry.frame(codec) for entry in entries]
                     run = runs[codec] = (each, b"".join(each))
                 outbox.offer_run(updates, *run)
-        self.hub.fanned_out(entries[0].update)
+        # Publish-to-send latency, once per update (not per client): written at once to
+        # every subscriber that keeps up.
+        latency_s = (self.hub.settings.wall_ms() - entries[0].update.ts) / 1000
+        self.hub.stats.observe_latency(max(0.0, latency_s))
 
     async def _catch_up(self) -> None:
         """Read from the engine everything after our seq; reload if it is gone."""
@@ -246,7 +252,7 @@ class MarketRoom(Actor):
                 pass
         log.warning("%s: lost track of the engine (epoch or history); reloading", self.path)
         await self._reload()
-        for outbox in list(self.subscribers.values()):
+        for outbox in list(self.subscribers.outboxes.values()):
             self._bring_up_to_date(outbox, outbox.position(self.topic), None, notice=False)
 
     async def _reload(self) -> None:
@@ -273,11 +279,11 @@ class MarketRoom(Actor):
 
     def _join(self, join: JoinRoom) -> None:
         outbox = join.outbox
-        if not self.hub.take_join(self.topic, join):
+        if not self.subscribers.take_join(join):
             return  # served already (by on_start after a crash), superseded or left
         if outbox.wants(self.topic, join.subscription):  # not superseded since
             self._bring_up_to_date(outbox, join.since, join.epoch, notice=join.announce)
-            self.subscribers[id(outbox)] = outbox
+            self.subscribers.add(outbox)
 
     def _snapshot_frame(self, codec: Codec, *, resync: bool = False, **extra: Any) -> bytes:
         """The snapshot at our seq, encoded once per dialect (and flag) while seq stays."""
