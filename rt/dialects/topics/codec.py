@@ -36,8 +36,6 @@ _SHARED_CODES = {
     "TOO_MANY_NEW_TOPICS": SUBSCRIPTION_FAILED,
     "FORBIDDEN_MARKET": SUBSCRIPTION_FAILED,
     "TOO_MANY_CONNECTIONS": "too_many_connections",
-    "TOO_MANY_MESSAGES": "too_many_messages",
-    "TOO_MANY_INVALID_MESSAGES": "too_many_invalid_messages",
 }
 
 
