@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import trio
 from trio_websocket import WebSocketConnection
 
-from rt.auth import bearer_token, is_admin_token
+from rt.auth import bearer_token
 from rt.delivery.publishing import (
     PublishBatch,
     PublishInvalid,
@@ -48,7 +48,6 @@ __all__ = [
     "PUBLISH_PATH",
     "FrameError",
     "PublisherSession",
-    "admin_token_matches",
     "decode_frame",
     "encode_error",
     "encode_published",
@@ -77,14 +76,6 @@ class FrameError(Exception):
         self.code = code
         self.message = message
         self.correlation_id = correlation_id
-
-
-def admin_token_matches(
-    headers: list[tuple[bytes, bytes]], query_token: str, expected: str
-) -> bool:
-    """True when the handshake carries the admin token, as ``Authorization: Bearer <token>``
-    or (for clients that cannot set headers) ``?token=<token>``. False when none is set."""
-    return is_admin_token(presented_token(headers, query_token), expected)
 
 
 def presented_token(headers: list[tuple[bytes, bytes]], query_token: str) -> str | None:
