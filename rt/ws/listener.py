@@ -15,7 +15,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketReque
 
 from actors import Actor, ChildSpec, Restart
 from rt.auth import AuthError, Claims, TokenVerifier
-from rt.dialects import SessionContext, anonymous_claims, match
+from rt.dialects import Dialect, SessionContext, anonymous_claims, match
 from rt.http.admin import Verdict
 from rt.http.app import create_app, is_operator_path
 from rt.http.hypercorn_adapter import HttpConnections
@@ -223,7 +223,6 @@ class Listener(Actor):
                 await ws.send_message(text)
                 await ws.aclose(1008, "TOO_MANY_CONNECTIONS")
             return
-        user_id = claims.user_id
         context = SessionContext(
             claims,
             name,
@@ -233,28 +232,8 @@ class Listener(Actor):
             query=query_params,
             server=server,
         )
-        session = dialect.new_session(context)
-        exclusive = None
-        if dialect.exclusive_key is not None:
-            exclusive = (server.exclusive_keys, f"{dialect.name}:{dialect.exclusive_key(context)}")
-        spec = ChildSpec(
-            name,
-            lambda: Connection(
-                ws,
-                hub=server.hub,
-                settings=settings,
-                stats=server.stats,
-                user_id=user_id,
-                session=session,
-                codec=dialect.codec,
-                desk=server.desk,
-                token_expires_at_ms=claims.expires_at_ms if authenticated else None,
-                endpoint=path,
-                exclusive=exclusive,
-            ),
-            restart=Restart.TEMPORARY,
-            shutdown_timeout_s=3.0,
-        )
+        expires = claims.expires_at_ms if authenticated else None
+        spec = connection_spec(ws, server, dialect, context, expires, endpoint=path)
         await self._serve_under_conns(ws, spec, "connection")
 
     async def _handle_publisher(self, request: WebSocketRequest, query: str, peer: str) -> None:
@@ -350,3 +329,38 @@ async def _reject(
 
 async def _refuse(request: WebSocketRequest, refusal: Refusal) -> None:
     await _reject(request, refusal.status, refusal.code, refusal.message, refusal.headers)
+
+
+def connection_spec(
+    ws: WebSocketConnection,
+    server: Server,
+    dialect: Dialect,
+    context: SessionContext,
+    token_expires_at_ms: int | None,
+    *,
+    endpoint: str = "",
+) -> ChildSpec:
+    """A Connection actor for ``ws`` speaking ``dialect``, its session made from
+    ``context`` (whose settings it runs with); to be run under ``conns``."""
+    session = dialect.new_session(context)
+    exclusive = None
+    if dialect.exclusive_key is not None:
+        exclusive = (server.exclusive_keys, f"{dialect.name}:{dialect.exclusive_key(context)}")
+    return ChildSpec(
+        context.connection_id,
+        lambda: Connection(
+            ws,
+            hub=server.hub,
+            settings=context.settings,
+            stats=server.stats,
+            user_id=context.claims.user_id,
+            session=session,
+            codec=dialect.codec,
+            desk=server.desk,
+            token_expires_at_ms=token_expires_at_ms,
+            endpoint=endpoint,
+            exclusive=exclusive,
+        ),
+        restart=Restart.TEMPORARY,
+        shutdown_timeout_s=3.0,
+    )

@@ -21,13 +21,12 @@ import trio.testing
 from trio_websocket import WebSocketConnection, wrap_client_stream, wrap_server_stream
 
 import rt.core
-from actors import ChildSpec, Restart
 from rt.auth import Claims
 from rt.core import Server
 from rt.dialects import Dialect, SessionContext
 from rt.dialects.kmarket import DIALECT as KMARKET
 from rt.settings import Settings
-from rt.ws.connection import Connection
+from rt.ws.listener import connection_spec
 
 SECRET = "test-secret-" + "x" * 32
 
@@ -89,34 +88,12 @@ class Core:
             path_params={"client_id": client_id or name},
             server=self.server,
         )
-        session = dialect.new_session(context)
-        exclusive = None
-        if dialect.exclusive_key is not None:
-            key = f"{dialect.name}:{dialect.exclusive_key(context)}"
-            exclusive = (self.server.exclusive_keys, key)
 
         async def accept() -> None:
             request = await wrap_server_stream(nursery, server_stream)
             ws = await request.accept()
-            await self.system.spawn(
-                ChildSpec(
-                    name,
-                    lambda: Connection(
-                        ws,
-                        hub=self.hub,
-                        settings=conn_settings,
-                        stats=self.stats,
-                        user_id=user_id,
-                        session=session,
-                        codec=dialect.codec,
-                        desk=self.desk,
-                        token_expires_at_ms=token_expires_at_ms,
-                        exclusive=exclusive,
-                    ),
-                    restart=Restart.TEMPORARY,
-                ),
-                under="conns",
-            )
+            spec = connection_spec(ws, self.server, dialect, context, token_expires_at_ms)
+            await self.system.spawn(spec, under="conns")
 
         nursery.start_soon(accept)
         return f"conns/{name}"
