@@ -92,6 +92,29 @@ class CandleMaker(Actor):
     def describe(self) -> dict[str, Any]:
         return {"instrument": self.instrument, "ticks": self.ticks, "published": self.published}
 
+    async def on_start(self) -> None:
+        """After a restart (a crash), carry on from the candles the engine holds: an open
+        one keeps its trades; a closed one is final, and the next tick opens the next."""
+        symbol = self.instrument.partition(".")[2]
+        for interval, series in self.series.items():
+            state = (await self.hub.engine.snapshot(self.topics[interval])).state
+            if state and state.get("closed") is False:
+                series.resume(
+                    Candle(
+                        symbol,
+                        interval,
+                        1,
+                        int(state["open_time"]),
+                        int(state["close_time"]),
+                        float(state["open"]),
+                        float(state["high"]),
+                        float(state["low"]),
+                        float(state["close"]),
+                        float(state["volume"]),
+                        int(state["trades"]),
+                    )
+                )
+
     async def run(self) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._keep_time)

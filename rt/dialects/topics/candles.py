@@ -128,6 +128,12 @@ class CandleSeries:
         )
         return self.current
 
+    def resume(self, candle: Candle) -> None:
+        """Carry on from ``candle``, the open candle an earlier maker had published (a
+        restarted maker does not lose the trades of the candle now open)."""
+        self.current = candle
+        self._count = candle.number
+
     def tick(self, price: float, volume: float, ts_ms: int) -> list[Candle]:
         """Add a trade. Returns the candles it closed (the open one, and a flat one for each
         silent interval between it and the tick's). A tick older than the open candle is

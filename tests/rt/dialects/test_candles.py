@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rt.dialects.topics import DIALECT as TOPICS
+from rt.dialects.topics.aggregator import MAKERS
 from rt.dialects.topics.candles import (
     MAX_BACKFILL,
     CandleSeries,
@@ -332,3 +333,25 @@ async def test_subscribers_get_the_current_candle_first_then_its_updates(
             assert closing["closed"] and closing["close_time"] == "2026-03-04T13:48:00.000000"
             opening = await receive(ws)
             assert not opening["closed"] and opening["open"] == 11.0
+
+
+async def test_a_restarted_maker_carries_on_with_the_open_candle(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    clock = Clock("2026-03-04T13:47:10")
+    async with open_core(wall_ms=clock) as core:
+        seen = Recorder(core, "stock.AAPL")
+        await tick(core, 10.0, 2)
+        await until(clock, "2026-03-04T13:47:20")
+        # The maker crashes on its next message (the tick): its supervisor restarts it.
+        core.system.faults.arm("crash", actor=f"{MAKERS}/stock.AAPL", count=1)
+        await tick(core, 11.0, 3)
+        await until(clock, "2026-03-04T13:47:30")
+        assert core.system.lookup(f"{MAKERS}/stock.AAPL") is not None
+        await tick(core, 12.0, 4)
+        await until(clock, "2026-03-04T13:47:40")
+        latest = seen.seen["1m"][-1]
+        # The tick the crash took is lost; the candle's earlier trade is not.
+        assert (latest["open"], latest["high"], latest["close"]) == (10.0, 12.0, 12.0)
+        assert (latest["volume"], latest["trades"]) == (6.0, 2)
+        assert latest["open_time"] == ms("2026-03-04T13:47:00")
