@@ -105,6 +105,31 @@ def drive(url: str, profile: Path) -> bytes:
         driver.execute_script("window.scrollTo(0, 0)")
         png: bytes = driver.get_screenshot_as_png()
 
+        # A seq gap is counted and its row highlighted (messages fed to the page's handler,
+        # as if they had arrived: a live server sends none with a gap).
+        for seq in (5, 6, 8):
+            driver.execute_script(
+                "track(arguments[0])",
+                {
+                    "type": "candle",
+                    "topic": "stock.TEST.1m",
+                    "seq": seq,
+                    "open": 1,
+                    "high": 1,
+                    "low": 1,
+                    "close": 1,
+                    "volume": 0,
+                    "trades": 0,
+                    "closed": False,
+                },
+            )
+        test_row = driver.find_element(By.CSS_SELECTOR, '#topics tr[data-topic="stock.TEST.1m"]')
+        assert "gap" in (test_row.get_attribute("class") or "")
+        assert test_row.find_element(By.CSS_SELECTOR, "td.gaps").text == "1"
+        assert test_row.find_element(By.CSS_SELECTOR, "td.seq").text == "8"
+        stock = driver.find_element(By.CSS_SELECTOR, row)
+        assert "gap" not in (stock.get_attribute("class") or "")
+
         # Unsubscribe, disconnect.
         click(driver, "unsubscribe")
         until(driver, lambda d: log_has(d, '"type":"unsubscribe_ack"'), "the unsubscribe_ack")
