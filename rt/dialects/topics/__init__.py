@@ -18,6 +18,7 @@ from rt.dialects.topics.aggregator import TickRouter
 from rt.dialects.topics.codec import CODEC, encode_error
 from rt.dialects.topics.demo import DemoTicks
 from rt.dialects.topics.names import Topic
+from rt.dialects.topics.routes import routes
 from rt.dialects.topics.session import TopicsSession
 
 if TYPE_CHECKING:
@@ -81,6 +82,7 @@ DIALECT = Dialect(
     new_session,
     encode_error,
     auth="optional",
+    routes=routes,
     children=children,
     check_path=check_path,
     exclusive_key=lambda ctx: ctx.path_params["client_id"],

@@ -401,6 +401,7 @@ async def test_openapi_lists_every_route(http: httpx.AsyncClient) -> None:
         "/api/ws/health": ["get"],
         "/api/markets": ["get"],
         "/api/events": ["get"],
+        "/api/v1/topics": ["get"],
         "/api/tickets": ["post"],
         "/admin/odds/override": ["post"],
         "/admin/publish": ["post"],

@@ -108,6 +108,17 @@ async def test_ticks_published_over_http_become_candles(server: Server) -> None:
         await peer.aclose()
 
 
+async def test_the_topics_with_data_are_listed(server: Server) -> None:
+    async with httpx.AsyncClient(base_url=server.http_url, timeout=TIMEOUT_S) as http:
+        empty = (await http.get("/api/v1/topics")).json()
+        assert empty["topics"] == [] and empty["intervals"][0] == "1m"
+        await publish_ticks(server, aapl(190.5))
+        await has_candles(server)
+        await wait_for(lambda: server.engine.position("summary:US")[1] > 0, "the summary")
+        listed = (await http.get("/api/v1/topics")).json()["topics"]
+    assert listed == sorted(["market.US.summary"] + [f"stock.AAPL.{i}" for i in empty["intervals"]])
+
+
 async def test_a_bad_tick_is_refused_whole(server: Server) -> None:
     headers = {"Authorization": f"Bearer {server.settings.admin_token}"}
     bad = {**aapl(1.0), "price": -1}
