@@ -21,7 +21,7 @@ from rt.dialects import DIALECTS
 from rt.dialects.base import ProtocolError
 from rt.http.admin import require_admin as admin_check
 from rt.http.debug import create_debug_router
-from rt.http.errors import ApiError
+from rt.http.errors import ApiError, error_response
 from rt.http.errors import install as install_error_handlers
 from rt.http.limits import BodyLimit
 from rt.http.metrics import metrics_router, totals
@@ -149,10 +149,7 @@ class HideOperatorRoutes:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and is_operator_path(scope["path"]):
-            response = JSONResponse(
-                {"code": "NOT_FOUND", "message": f"no route {scope['path']} on this port"},
-                status_code=404,
-            )
+            response = error_response(404, "NOT_FOUND", f"no route {scope['path']} on this port")
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)

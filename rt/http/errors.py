@@ -13,10 +13,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-
-from rt.http.limits import BodyTooLarge, too_large_body
 
 __all__ = ["ApiError", "error_response", "install"]
 
@@ -65,10 +63,6 @@ def install(app: FastAPI, describe_problem: Any) -> None:
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status, exc.code, exc.message, headers=exc.headers, **exc.extra)
 
-    @app.exception_handler(BodyTooLarge)
-    async def too_large(_: Request, exc: BodyTooLarge) -> Response:
-        return Response(too_large_body(exc.limit), 413, media_type="application/json")
-
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         problems = "; ".join(describe_problem(e) for e in exc.errors())
@@ -83,5 +77,7 @@ def install(app: FastAPI, describe_problem: Any) -> None:
         if exc.status_code == 405:
             message = f"{path} does not take {request.method}"
             return error_response(405, "METHOD_NOT_ALLOWED", message, headers=exc.headers)
+        if exc.status_code == 413:  # rt/http/limits.py: a body over the limit
+            return error_response(413, "PAYLOAD_TOO_LARGE", str(exc.detail), headers=exc.headers)
         code = f"HTTP_{exc.status_code}"
         return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)

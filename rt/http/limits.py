@@ -9,19 +9,15 @@ publish route takes more: rt/http/app.py).
 
 from __future__ import annotations
 
-import json
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import Mapping
 
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp as App
+from starlette.types import Message, Receive, Scope, Send
+
+from rt.http.errors import error_response
 
 __all__ = ["BodyLimit", "BodyTooLarge"]
-
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class BodyTooLarge(HTTPException):
@@ -31,11 +27,6 @@ class BodyTooLarge(HTTPException):
     def __init__(self, limit: int) -> None:
         super().__init__(413, f"the request body may be at most {limit} bytes")
         self.limit = limit
-
-
-def too_large_body(limit: int) -> bytes:
-    message = f"the request body may be at most {limit} bytes"
-    return json.dumps({"code": "PAYLOAD_TOO_LARGE", "message": message}).encode()
 
 
 class BodyLimit:
@@ -53,7 +44,7 @@ class BodyLimit:
         limit = self.per_path.get(scope.get("path", ""), self.max_bytes)
         declared = _content_length(scope)
         if declared is not None and declared > limit:
-            await _refuse(send, limit)
+            await _refuse(scope, receive, send, limit)
             return
         received = 0
         started = False
@@ -78,7 +69,7 @@ class BodyLimit:
         except BodyTooLarge:
             if started:
                 raise
-            await _refuse(send, limit)
+            await _refuse(scope, receive, send, limit)
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -91,17 +82,7 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-async def _refuse(send: Send, limit: int) -> None:
-    body = too_large_body(limit)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+async def _refuse(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+    message = BodyTooLarge(limit).detail
+    response = error_response(413, "PAYLOAD_TOO_LARGE", message, headers={"Connection": "close"})
+    await response(scope, receive, send)
