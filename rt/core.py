@@ -5,8 +5,8 @@
     ├── rooms       supervisor: one MarketRoom per topic with subscribers (transient)
     ├── users       supervisor: one UserRoom per user stream with subscribers (transient)
     ├── keeper      serves joins and retires idle rooms
-    ├── desks       supervisor: the ticket desk
-    ├── dialects    supervisor: each dialect's own actors, under dialects/<name>
+    ├── dialects    supervisor: each dialect's own actors, under dialects/<name> (the UOF
+    │               ticket desk, the topics dialect's candle makers)
     ├── conns       supervisor: one Connection per WebSocket (temporary)
     └── feeds       supervisor: upstream feeds (--feed), and with --demo-feed the KMarket
                     demo feed and the UOF simulator with its feed (permanent)
@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 from actors import Actor, ActorSystem, ChildSpec, Strategy, Supervisor, open_system
 from rt.delivery.hub import Hub, RoomKeeper
 from rt.dialects import DIALECTS
-from rt.dialects.uof.desk import DESK_PATH, DeskClient, SimulatedMts, TicketDesk
+from rt.dialects.uof.desk import DeskClient
 from rt.engine import Engine, MemoryEngine, open_engine
 from rt.feeds import demo_feed_specs, feed_specs
 from rt.feeds.demo import DemoFeed
@@ -152,10 +152,6 @@ async def open_core(settings: Settings) -> AsyncIterator[Server]:
             )
         )
         await system.spawn(ChildSpec("keeper", lambda: RoomKeeper(hub)))
-        mts = SimulatedMts(latency_s=settings.mts_latency_s, max_stake=settings.mts_max_stake)
-        desks, _, desk_name = DESK_PATH.partition("/")
-        desk = ChildSpec(desk_name, lambda: TicketDesk(engine, hub.publish, mts))
-        await system.spawn(ChildSpec(desks, lambda: Supervisor([desk])))
         await spawn_dialect_actors(server)
         await system.spawn(
             ChildSpec(

@@ -155,7 +155,7 @@ async def test_a_desk_that_does_not_answer_is_unavailable_not_a_crash(autojump_c
     # The connection that submitted must not fail because the desk crashed or stalled.
     async with open_core() as core:
         await live_market(core)
-        crash = core.system.faults.arm("crash", actor="desks/tickets")
+        crash = core.system.faults.arm("crash", actor="dialects/uof/tickets")
         answer = await core.desk.submit("u1", ticket("t1"))
         assert isinstance(answer, ProtocolError)
         assert (answer.code, answer.message) == (
@@ -163,7 +163,7 @@ async def test_a_desk_that_does_not_answer_is_unavailable_not_a_crash(autojump_c
             "the ticket desk did not answer; retry",
         )
         core.system.faults.disarm(crash.id)
-        stall = core.system.faults.arm("stall", actor="desks/tickets")
+        stall = core.system.faults.arm("stall", actor="dialects/uof/tickets")
         with trio.fail_after(60):
             answer = await core.desk.submit("u1", ticket("t2"))
         assert isinstance(answer, ProtocolError) and answer.code == "SERVICE_UNAVAILABLE"

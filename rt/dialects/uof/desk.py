@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 #: Odds are quoted to 2 decimals; a ticket's odds must equal the current odds to within this.
 ODDS_TOLERANCE = 0.005
 INVALID_TICKET = "INVALID_TICKET"
-DESK_PATH = "desks/tickets"
+DESK_PATH = "dialects/uof/tickets"
 
 
 class Selection(BaseModel):

@@ -82,7 +82,6 @@ async def test_the_tree_with_every_documented_field(
         "rooms",
         "users",
         "keeper",
-        "desks",
         "dialects",
         "conns",
         "feeds",
