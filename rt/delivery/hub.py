@@ -161,6 +161,7 @@ class Hub:
         Called by the room in the same step as it stops (no await between), so no join can
         slip in; a later join makes a fresh entry and a fresh room."""
         entry.behind = False
+        entry.room = False
         self.table.release(entry)
         self._orphans.pop(entry.topic, None)
 
@@ -209,7 +210,7 @@ class Hub:
         # its next incarnation after a crash); the room releases it when it idles out.
         room = self.system.lookup(room_path(topic))
         if room is None:
-            self.table.release(entry)
+            self.table.release(entry)  # unless a room, not yet serving, holds it
         elif last:
             room.tell_control(Deserted())  # its idle time starts
 

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: How many times a room reloading from the engine starts again when publishes outran it.
+RELOAD_ATTEMPTS = 3
 #: Updates already waiting in a room's mailbox are applied together and fanned out as one
 #: run, up to this many: each subscriber that keeps up gets them in one socket write.
 MAX_RUN = 64
@@ -94,6 +96,7 @@ class MarketRoom(Actor):
         self.hub = hub
         #: This topic's entry in the hub's subscriber table (rt/delivery/subscribers.py).
         self.subscribers = hub.table.entry(topic)
+        self.subscribers.room = True
         self.epoch = ""
         self.seq = 0
         self.ts = 0
@@ -256,23 +259,30 @@ class MarketRoom(Actor):
             self._bring_up_to_date(outbox, outbox.position(self.topic), None, notice=False)
 
     async def _reload(self) -> None:
+        """Load the topic's state from the engine, and the history up to it.
+
+        Publishes go on while we await. If the engine's history moved past the updates
+        before our snapshot meanwhile, start again from a newer snapshot: a room left behind
+        the engine with part of its history would refuse resumes it could have served. After
+        a few tries (a flood of publishes), keep what the engine still has."""
         engine = self.hub.engine
-        snapshot = await engine.snapshot(self.topic)
+        keep = self.history.maxlen or 0
+        for attempt in range(1, RELOAD_ATTEMPTS + 1):
+            snapshot = await engine.snapshot(self.topic)
+            wanted = since = max(0, snapshot.seq - keep)
+            older: list[Update] = []
+            while since < snapshot.seq:
+                try:
+                    older = await engine.updates(self.topic, since_seq=since, limit=max(1, keep))
+                    break
+                except HistoryGone as gone:
+                    since = gone.first_seq - 1
+            if since == wanted or attempt == RELOAD_ATTEMPTS:
+                break
         self.epoch, self.seq, self.ts = snapshot.epoch, snapshot.seq, snapshot.ts
         self.state = snapshot.state
         self.history.clear()
         self._snapshot_cache.clear()
-        keep = self.history.maxlen or 0
-        since = max(0, self.seq - keep)
-        older: list[Update] = []
-        # Publishes go on while we await: the engine's history may move on between the
-        # snapshot and each read, so retry from where it starts now, until it has passed us.
-        while since < self.seq:
-            try:
-                older = await engine.updates(self.topic, since_seq=since, limit=max(1, keep))
-                break
-            except HistoryGone as gone:
-                since = gone.first_seq - 1
         self.history.extend(_Entry(u) for u in older if u.seq <= self.seq)
 
     # -- serving subscribers ----------------------------------------------------------

@@ -20,7 +20,7 @@ __all__ = ["SubscriberTable", "TopicSubscribers"]
 class TopicSubscribers:
     """One topic's entry."""
 
-    __slots__ = ("behind", "joining", "outboxes", "topic")
+    __slots__ = ("behind", "joining", "outboxes", "room", "topic")
 
     def __init__(self, topic: str) -> None:
         self.topic = topic
@@ -30,6 +30,9 @@ class TopicSubscribers:
         self.joining: dict[int, JoinRoom] = {}
         #: The room was sent a CatchUp it has not handled yet: updates skip its mailbox.
         self.behind = False
+        #: A room was made for this entry (it may not be registered yet, or be waiting to
+        #: be restarted): only its idling out releases the entry, never a leave.
+        self.room = False
 
     @property
     def idle(self) -> bool:
@@ -75,9 +78,9 @@ class SubscriberTable:
         return self._topics.get(topic)
 
     def release(self, entry: TopicSubscribers) -> None:
-        """Drop ``entry`` if it is idle and still the topic's (a client inventing topic
-        names must leave nothing behind)."""
-        if entry.idle and self._topics.get(entry.topic) is entry:
+        """Drop ``entry`` if it is idle, no room holds it, and it is still the topic's (a
+        client inventing topic names must leave nothing behind)."""
+        if entry.idle and not entry.room and self._topics.get(entry.topic) is entry:
             del self._topics[entry.topic]
 
     def topics(self) -> Iterator[str]:
