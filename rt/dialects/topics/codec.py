@@ -14,12 +14,12 @@ missed some (a client that fell behind gets the latest candle instead of the one
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 
 from rt.dialects.topics.names import client_topic
 from rt.jsontext import dumps
 from rt.model import Json, Update
+from rt.settings import wall_ms
 from rt.topics import SUMMARY_PREFIX
 
 __all__ = ["CODEC", "TopicsCodec", "encode_error", "iso"]
@@ -44,10 +44,6 @@ def iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 def encode_error(code: str, message: str, *, ms: int | None = None) -> str:
     code = _SHARED_CODES.get(code, code if code.islower() else INVALID_MESSAGE)
     return dumps(
@@ -55,7 +51,7 @@ def encode_error(code: str, message: str, *, ms: int | None = None) -> str:
             "type": "error",
             "error_code": code,
             "error_message": message,
-            "timestamp": iso(now_ms() if ms is None else ms),
+            "timestamp": iso(wall_ms() if ms is None else ms),
         }
     )
 
