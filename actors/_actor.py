@@ -132,9 +132,7 @@ class ActorRef:
                 await self._cell.mailbox.put(request)
                 await request._replied.wait()
         except trio.TooSlowError:
-            raise AskTimeout(
-                f"ask {what} to {path} got no reply within {timeout_s:g} s"
-            ) from None
+            raise AskTimeout(f"ask {what} to {path} got no reply within {timeout_s:g} s") from None
         except MailboxClosed as exc:
             raise AskFailed(f"ask {what} to {path}: the actor is stopping") from exc
         if request._error is not None:

@@ -1,14 +1,14 @@
 """Exceptions raised by the actors runtime.
 
-    ActorError
-    ├── MailboxFull        a full mailbox refused (policy fail, or *_nowait under block)
-    ├── MailboxClosed      the actor is stopping or stopped and takes no more messages
-    ├── AskTimeout         an ask got no reply in time; names the actor and the message
-    ├── AskFailed          the actor crashed or stopped before replying (the cause is chained)
-    ├── NameTaken          a child name that is already in use under that supervisor
-    ├── NoSuchChild        stop_child named a child the supervisor does not have
-    ├── InjectedFault      raised inside an actor by an armed "crash" fault
-    └── SupervisorGaveUp   more restarts than the intensity allows; escalates to the parent
+ActorError
+├── MailboxFull        a full mailbox refused (policy fail, or *_nowait under block)
+├── MailboxClosed      the actor is stopping or stopped and takes no more messages
+├── AskTimeout         an ask got no reply in time; names the actor and the message
+├── AskFailed          the actor crashed or stopped before replying (the cause is chained)
+├── NameTaken          a child name that is already in use under that supervisor
+├── NoSuchChild        stop_child named a child the supervisor does not have
+├── InjectedFault      raised inside an actor by an armed "crash" fault
+└── SupervisorGaveUp   more restarts than the intensity allows; escalates to the parent
 """
 
 from __future__ import annotations

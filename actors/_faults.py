@@ -107,9 +107,7 @@ class FaultPlan:
             raise ValueError("after and delay_s must not be negative")
         if count is None and action in (FaultAction.CRASH, FaultAction.DROP):
             count = 1
-        fault = Fault(
-            next(self._ids), action, actor, kind, point, count, after, delay_s
-        )
+        fault = Fault(next(self._ids), action, actor, kind, point, count, after, delay_s)
         self._faults[fault.id] = fault
         for cell in self._cells:
             self._rehook(cell)

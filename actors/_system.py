@@ -46,9 +46,7 @@ class ActorSystem:
     def monitor(self, path: str, notify: Notify) -> Monitor:
         return self.registry.monitor(path, notify)
 
-    async def spawn(
-        self, spec: ChildSpec, *, under: str = "", timeout_s: float = 5.0
-    ) -> ActorRef:
+    async def spawn(self, spec: ChildSpec, *, under: str = "", timeout_s: float = 5.0) -> ActorRef:
         """Start a child under the supervisor at ``under`` (the root by default).
 
         Returns once the child has started. Raises NameTaken if that supervisor already has
@@ -199,6 +197,3 @@ async def open_system(
                 await cell.done.wait()
             if not cell.done.is_set():
                 scope.cancel()
-
-
-

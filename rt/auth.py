@@ -45,6 +45,12 @@ class Claims:
     user_id: int | str
     scope_markets: frozenset[str] | None  # None: every market
     expires_at_ms: int
+    #: What the user's plan allows (the predictions dialect enforces it): one of TIERS.
+    tier: str = "free"
+
+
+#: The plans a token may name; a token without one is "free".
+TIERS = ("free", "premium")
 
 
 def issue_token(
@@ -54,6 +60,7 @@ def issue_token(
     scope_markets: list[str] | None,
     ttl_s: int,
     now_s: float,
+    tier: str = "free",
 ) -> tuple[str, int]:
     """Sign a token for ``user_id`` valid for ``ttl_s`` seconds from ``now_s``.
 
@@ -64,11 +71,15 @@ def issue_token(
     _check_secret(secret)
     if not 1 <= ttl_s <= MAX_TTL_S:
         raise ValueError(f"ttl_s must be between 1 and {MAX_TTL_S} seconds, got {ttl_s!r}")
+    if tier not in TIERS:
+        raise ValueError(f"tier must be one of {', '.join(TIERS)}, got {tier!r}")
     issued_at = int(now_s)
     expires_at = issued_at + ttl_s
     claims: dict[str, Any] = {"sub": str(user_id), "uid": user_id, "iat": issued_at}
     if scope_markets is not None:
         claims["scopeMarkets"] = [str(market) for market in scope_markets]
+    if tier != "free":
+        claims["tier"] = tier
     claims["exp"] = expires_at
     return jwt.encode(claims, secret, algorithm=ALGORITHM), expires_at * 1000
 
@@ -118,10 +129,14 @@ def verify_token(
         if claim in payload and _numeric_date(payload, claim) > now + leeway_s:
             raise AuthError(f"token is not valid yet ({claim} is in the future)")
 
+    tier = payload.get("tier", "free")
+    if tier not in TIERS:
+        raise AuthError(f"token names an unknown tier {tier!r}; tiers: {', '.join(TIERS)}")
     return Claims(
         user_id=_user_id(payload),
         scope_markets=_scope_markets(payload),
         expires_at_ms=int(exp * 1000),
+        tier=tier,
     )
 
 

@@ -63,6 +63,8 @@ class Server:
         self.desk = DeskClient(system)
         #: Keys one connection at a time may hold (rt/ws/exclusive.py).
         self.exclusive_keys = ExclusiveKeys()
+        #: What a dialect keeps for the whole server, by dialect name (made when first used).
+        self.dialect_state: dict[str, object] = {}
         #: The ports listened on, once known: "public", and "admin" when configured.
         self.ports: dict[str, int] = {"public": settings.port}
         if settings.admin_port is not None:

@@ -12,6 +12,9 @@ says what it carries:
   dialect (seed 004) builds candles from them.
 - ``candle:<type>.<symbol>.<interval>`` and ``summary:<REGION>``: the topics dialect's
   candles and region summaries.
+- ``match:<id>``: one football match's events (predictions, score, odds; seed 002).
+- ``all:<subscription type>``: every event of one of seed 002's subscription types (and
+  ``all:data_refresh``), for clients that filter on something other than the match.
 
 Dialects turn a topic into what their clients see (a marketId, an eventId, a topic string);
 nothing else spells a prefix by hand.
@@ -28,6 +31,8 @@ SYSTEM_PREFIX = "system:"
 TICK_PREFIX = "tick:"
 CANDLE_PREFIX = "candle:"
 SUMMARY_PREFIX = "summary:"
+MATCH_PREFIX = "match:"
+ALL_PREFIX = "all:"
 
 #: The instrument types a tick may name (and a topics-dialect topic).
 INSTRUMENT_TYPES = ("stock", "crypto", "futures", "options", "commodity", "market")
@@ -100,3 +105,12 @@ def candle_topic(series: str) -> str:
 
 def summary_topic(region: str) -> str:
     return SUMMARY_PREFIX + region
+
+
+def match_topic(match_id: int) -> str:
+    return f"{MATCH_PREFIX}{match_id}"
+
+
+def all_topic(kind: str) -> str:
+    """The topic of every event of one kind (a seed-002 subscription type)."""
+    return ALL_PREFIX + kind

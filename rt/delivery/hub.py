@@ -180,11 +180,13 @@ class Hub:
         since: int | None,
         epoch: str | None,
         announce: bool = True,
+        quiet: bool = False,
     ) -> None:
-        """Subscribe ``outbox`` to ``topic``: from a snapshot, or resuming after ``since``."""
+        """Subscribe ``outbox`` to ``topic``: from a snapshot (or, ``quiet``, from the
+        room's position without one), or resuming after ``since``."""
         # A user's private stream is lossless: never coalesced or resynced, see Outbox.
         subscription = outbox.expect(topic, since, lossless=is_user_topic(topic))
-        message = JoinRoom(outbox, since, epoch, announce, subscription)
+        message = JoinRoom(outbox, since, epoch, announce, subscription, quiet)
         self.table.entry(topic).expect(message)
         room = self.system.lookup(room_path(topic)) or await self._start_room(topic)
         if room is not None:

@@ -40,7 +40,7 @@ from rt.mergepatch import compose
 from rt.model import Json, Update
 from rt.ws.frames import frame_text
 
-__all__ = ["Outbox", "OutboxStatistics", "Sink"]
+__all__ = ["SEND", "Interest", "Outbox", "OutboxStatistics", "Sink"]
 
 
 class Sink(Protocol):
@@ -50,6 +50,23 @@ class Sink(Protocol):
     idle: bool
 
     def write(self, data: bytes) -> None: ...
+
+
+#: ``Interest.verdict`` of an update the connection is to receive; any other verdict is why
+#: it does not (an index into ``Interest.counts``).
+SEND = 0
+
+
+class Interest(Protocol):
+    """Which updates of the topics it joined a connection receives: a filter the room asks
+    before offering an update (rt/dialects/predictions/interest.py). Connections with equal
+    filters share one Interest, so a room asks it once per update, not once per connection.
+    An update passed over still moves the connection's position (rt never sees a gap)."""
+
+    #: Counts of the verdicts given to connections (SEND, and each reason not to).
+    counts: list[int]
+
+    def verdict(self, update: Update) -> int: ...
 
 
 class _Sub:
@@ -157,6 +174,8 @@ class Outbox:
         #: The ts (engine wall-clock ms) of the first update in the last batch taken, 0 if it
         #: had none: the writer measures publish-to-send latency from it, once per batch.
         self.batch_ts = 0
+        #: None: every update of a joined topic is for this connection; else its filter.
+        self.interest: Interest | None = None
 
     def __len__(self) -> int:
         """The messages waiting to be sent (entries of ended subscriptions do not count)."""
@@ -275,6 +294,26 @@ class Outbox:
         )
         sub.pending = entry
         self._enqueue(entry)
+
+    def pass_over(self, update: Update) -> None:
+        """An update of a joined topic that the connection's interest does not want: its
+        position moves past it as if it had been sent (a gap is still a gap)."""
+        sub = self._subs.get(update.topic)
+        if sub is None or sub.awaiting_snapshot or self.closed:
+            return
+        if update.seq <= sub.seq:
+            self.duplicates_dropped += 1
+        elif update.seq == sub.seq + 1:
+            sub.seq = update.seq
+        else:
+            self._resync(sub)
+
+    def start_at(self, topic: str, seq: int) -> None:
+        """A quiet join: the subscription starts after ``seq``, with no snapshot."""
+        sub = self._subs.get(topic)
+        if sub is not None and sub.awaiting_snapshot and not self.closed:
+            sub.seq = seq
+            sub.awaiting_snapshot = False
 
     def offer_run(self, updates: list[Update], frames: list[bytes], joined: bytes) -> None:
         """Consecutive updates of one topic, their frames, and those frames joined. A client

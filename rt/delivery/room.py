@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import trio
 
 from actors import Actor, MailboxClosed
-from rt.delivery.outbox import Outbox
+from rt.delivery.outbox import SEND, Interest, Outbox
 from rt.dialects.base import Codec
 from rt.mergepatch import apply_in_place
 from rt.model import HistoryGone, Update
@@ -56,6 +56,8 @@ class JoinRoom:
     #: The outbox's subscription this join was made for: a later (un)subscribe or resume of
     #: the same topic supersedes it, and a superseded join is ignored.
     subscription: object = None
+    #: With no ``since``: start at the room's position, without a snapshot.
+    quiet: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,17 +76,30 @@ class Deserted:
 
 
 class _Entry:
-    __slots__ = ("frames", "update")
+    __slots__ = ("frames", "update", "verdicts")
 
     def __init__(self, update: Update) -> None:
         self.update = update
         self.frames: dict[Codec, bytes] = {}
+        #: Each interest's verdict on this update, asked once (rt/delivery/outbox.py).
+        self.verdicts: dict[Interest, int] = {}
 
     def frame(self, codec: Codec) -> bytes:
         frame = self.frames.get(codec)
         if frame is None:
             frame = self.frames[codec] = frame_text(codec.encode_update(self.update))
         return frame
+
+    def offer_filtered(self, outbox: Outbox, interest: Interest) -> None:
+        """Offer this update to an outbox with an interest: sent, or passed over."""
+        verdict = self.verdicts.get(interest)
+        if verdict is None:
+            verdict = self.verdicts[interest] = interest.verdict(self.update)
+        interest.counts[verdict] += 1
+        if verdict == SEND:
+            outbox.offer_update(self.update, self.frame(outbox.codec))
+        else:
+            outbox.pass_over(self.update)
 
 
 class MarketRoom(Actor):
@@ -218,6 +233,9 @@ class MarketRoom(Actor):
             update = entry.update
             frames = entry.frames
             for outbox in outboxes.values():
+                if outbox.interest is not None:
+                    entry.offer_filtered(outbox, outbox.interest)
+                    continue
                 codec = outbox.codec
                 frame = frames.get(codec)
                 if frame is None:
@@ -227,6 +245,10 @@ class MarketRoom(Actor):
             updates = [entry.update for entry in entries]
             runs: dict[Codec, tuple[list[bytes], bytes]] = {}
             for outbox in outboxes.values():
+                if outbox.interest is not None:
+                    for entry in entries:
+                        entry.offer_filtered(outbox, outbox.interest)
+                    continue
                 codec = outbox.codec
                 run = runs.get(codec)
                 if run is None:
@@ -292,7 +314,9 @@ class MarketRoom(Actor):
         if not self.subscribers.take_join(join):
             return  # served already (by on_start after a crash), superseded or left
         if outbox.wants(self.topic, join.subscription):  # not superseded since
-            self._bring_up_to_date(outbox, join.since, join.epoch, notice=join.announce)
+            self._bring_up_to_date(
+                outbox, join.since, join.epoch, notice=join.announce, quiet=join.quiet
+            )
             self.subscribers.add(outbox)
 
     def _snapshot_frame(self, codec: Codec, *, resync: bool = False, **extra: Any) -> bytes:
@@ -318,17 +342,32 @@ class MarketRoom(Actor):
         return frame
 
     def _bring_up_to_date(
-        self, outbox: Outbox, since: int | None, epoch: str | None, *, notice: bool
+        self,
+        outbox: Outbox,
+        since: int | None,
+        epoch: str | None,
+        *,
+        notice: bool,
+        quiet: bool = False,
     ) -> None:
-        """Replay what ``outbox`` misses after ``since``, or send a snapshot saying why."""
+        """Replay what ``outbox`` misses after ``since``, or send a snapshot saying why.
+        ``quiet`` (with no ``since``): start from our position without a snapshot."""
         codec = outbox.codec
         if since is None:
-            outbox.offer_snapshot(self.topic, self.seq, self._snapshot_frame(codec))
+            if quiet:
+                outbox.start_at(self.topic, self.seq)
+            else:
+                outbox.offer_snapshot(self.topic, self.seq, self._snapshot_frame(codec))
             return
         reason = self._why_not_replayable(since, epoch)
         if reason is None:
             first = since + 1
             missed = self._history_after(since)
+            interest = outbox.interest
+            if interest is not None:
+                for entry in missed:
+                    entry.offer_filtered(outbox, interest)
+                missed = []
             for start in range(0, len(missed), MAX_RUN):  # replayed in runs, as live
                 run = missed[start : start + MAX_RUN]
                 frames = [entry.frame(codec) for entry in run]

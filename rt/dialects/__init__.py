@@ -23,13 +23,18 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from rt.dialects import kmarket, topics, uof
+from rt.dialects import kmarket, predictions, topics, uof
 from rt.dialects.base import Dialect, SessionContext, anonymous_claims
 
 __all__ = ["BY_PATH", "DIALECTS", "Dialect", "SessionContext", "anonymous_claims", "match"]
 
 #: Every dialect the server speaks. Registering a dialect is one entry here.
-DIALECTS: tuple[Dialect, ...] = (kmarket.DIALECT, uof.DIALECT, topics.DIALECT)
+DIALECTS: tuple[Dialect, ...] = (
+    kmarket.DIALECT,
+    uof.DIALECT,
+    topics.DIALECT,
+    predictions.DIALECT,
+)
 
 
 def _compile(path: str) -> re.Pattern[str]:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from fastapi import APIRouter
 
     from actors import ChildSpec
+    from rt.delivery.outbox import Interest
     from rt.server import Server
 
 
@@ -82,6 +83,9 @@ class Join:
     epoch: str | None = None
     #: Say afterwards whether it was recovered (a ``resumed`` message); off for implicit joins.
     announce: bool = True
+    #: With no ``since``: start from now, with no snapshot (for clients of events, who have
+    #: no use for a topic's state).
+    quiet: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,10 +100,26 @@ class Submit:
     ticket: Json
 
 
+@dataclass(frozen=True, slots=True)
+class SetInterest:
+    """From now on the connection receives only the updates ``interest`` lets through
+    (rt/delivery/outbox.py: Interest); None: every update of the topics it joined."""
+
+    interest: Interest | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReportStats:
+    """Send ``answer(counts)``: the connection's own counts (messages received and sent,
+    bytes, seconds connected, outbox depth, coalesced, resyncs) in the dialect's words."""
+
+    answer: Callable[[dict[str, Any]], str]
+
+
 #: ``Join.since`` for a user's private stream: from where that user's connections last got to.
 FROM_LAST_DELIVERED = -1
 
-Action = Send | Join | Leave | Submit
+Action = Send | Join | Leave | Submit | SetInterest | ReportStats
 
 
 class Session(Protocol):
@@ -180,6 +200,8 @@ class SessionContext:
     settings: Settings
     #: False when the connection has no verified token (``claims`` is then anonymous).
     authenticated: bool = True
+    #: The path the client connected to (one of the dialect's paths, filled in).
+    path: str = ""
     #: The values of the path's ``{name}`` segments.
     path_params: Mapping[str, str] = field(default_factory=dict)
     #: The query string's parameters (the first value of each; ``token`` included).

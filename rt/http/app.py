@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from contextlib import aclosing
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -45,6 +45,9 @@ class TokenRequest(BaseModel):
     userId: StrictInt | StrictStr
     scopeMarkets: list[StrictInt | StrictStr] | None = None
     ttlSeconds: StrictInt | None = Field(default=None, ge=1)
+    tier: Literal["free", "premium"] = Field(
+        default="free", description="the plan the predictions dialect enforces (seed 002)"
+    )
 
 
 class TokenResponse(BaseModel):
@@ -228,6 +231,7 @@ def create_app(server: Server, *, operator_routes: bool = True) -> FastAPI:
             scope_markets=scope,
             ttl_s=ttl,
             now_s=time.time(),
+            tier=body.tier,
         )
         return TokenResponse(token=token, expiresAt=expires_at)
 

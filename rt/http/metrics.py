@@ -32,8 +32,10 @@ from prometheus_client.core import (
 )
 
 from actors import ActorState, ActorSystem
+from rt.auth import TIERS
 from rt.delivery.hub import Hub
 from rt.dialects import DIALECTS
+from rt.dialects.predictions.interest import HELD_BY_FILTER, HELD_BY_TIER, SENT
 from rt.engine import Engine
 from rt.ws.connection import Connection
 from rt.ws.stats import LATENCY_BUCKETS_S, ConnectionStats
@@ -84,6 +86,9 @@ class Totals:
     subscriptions: int
     published: int
     topics: int
+    #: Per tier (the predictions dialect): connections, events delivered, and events held
+    #: back by the tier or by the connection's filters.
+    tiers: dict[str, dict[str, int]]
 
 
 def live_connections(system: ActorSystem) -> Iterator[Connection]:
@@ -106,8 +111,12 @@ def totals(source: MetricsSource) -> Totals:
     coalesced = stats.ended_coalesced
     resyncs = stats.ended_resyncs
     duplicates = stats.ended_duplicates_dropped
+    tier_connections = dict.fromkeys(TIERS, 0)
     for cell in source.system.registry.cells():
         actor = cell.actor
+        tier = getattr(getattr(actor, "session", None), "tier", None)
+        if tier is not None and isinstance(actor, Connection) and not actor.outbox.closed:
+            tier_connections[tier] = tier_connections.get(tier, 0) + 1
         # A closed outbox has been folded into stats already (see Connection.run).
         if isinstance(actor, Connection) and not actor.outbox.closed:
             outbox = actor.outbox
@@ -136,6 +145,16 @@ def totals(source: MetricsSource) -> Totals:
         subscriptions=source.hub.subscriber_count(),
         published=source.hub.messages_published,
         topics=len(source.engine.topics()),
+        tiers={
+            tier: {
+                "connections": tier_connections.get(tier, 0),
+                "events_delivered": counts[SENT],
+                "events_held_back_by_tier": counts[HELD_BY_TIER],
+                "events_held_back_by_filter": counts[HELD_BY_FILTER],
+            }
+            for tier in sorted(set(tier_connections) | set(stats.tiers))
+            for counts in [stats.tiers.get(tier, [0, 0, 0, 0])]
+        },
     )
 
 
@@ -247,7 +266,35 @@ class RtCollector:
             t.published,
         )
         yield _gauge("rt_topics", "Topics the engine knows.", t.topics)
+        yield from self._tiers(t)
         yield from self._tree()
+
+    @staticmethod
+    def _tiers(t: Totals) -> Iterator[Metric]:
+        connections = GaugeMetricFamily(
+            "rt_tier_connections",
+            "Predictions-dialect connections open now, by tier.",
+            labels=["tier"],
+        )
+        delivered = CounterMetricFamily(
+            "rt_tier_events_delivered",
+            "Predictions-dialect events offered to connections that wanted them, by tier.",
+            labels=["tier"],
+        )
+        held = CounterMetricFamily(
+            "rt_tier_events_held_back",
+            "Predictions-dialect events not sent to a subscribed connection, by tier and "
+            "reason (tier: its plan does not allow the event type; filter: its filters).",
+            labels=["tier", "reason"],
+        )
+        for tier, counts in t.tiers.items():
+            connections.add_metric([tier], counts["connections"])
+            delivered.add_metric([tier], counts["events_delivered"])
+            held.add_metric([tier, "tier"], counts["events_held_back_by_tier"])
+            held.add_metric([tier, "filter"], counts["events_held_back_by_filter"])
+        yield connections
+        yield delivered
+        yield held
 
     @staticmethod
     def _latency(stats: ConnectionStats) -> HistogramMetricFamily:

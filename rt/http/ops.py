@@ -3,7 +3,9 @@
     GET  /realtime/health            delivery check, engine, listeners, feeds (503: not delivering)
     GET  /realtime/stats             the seed's stats shape, plus rt's own counters
     GET  /realtime/connections/{id}  one connection actor's node of the tree (404 if none)
-    POST /realtime/broadcast         a control message to every open connection (admin)
+
+POST /realtime/broadcast, seed 002's event publish, is the predictions dialect's route
+(rt/dialects/predictions/routes.py).
 
 Health means delivery, not liveness (shared/DESIGN.md): each health check subscribes an
 in-process outbox to a private topic (``system:probe``, which no client dialect can name),
@@ -20,17 +22,14 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import trio
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from actors import ActorSystem
 from rt.delivery.hub import Hub
 from rt.delivery.outbox import Outbox
-from rt.dialects.base import Codec
-from rt.http.admin import require_admin
 from rt.http.errors import error_response
-from rt.http.metrics import live_connections, totals
-from rt.jsontext import loads
+from rt.http.metrics import totals
 from rt.model import Json, Update
 from rt.topics import system_topic
 from rt.ws.frames import frame_text
@@ -40,7 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PROBE_TOPIC", "ops_router", "probe_delivery"]
+__all__ = ["PROBE_TOPIC", "ops_router", "probe_delivery", "realtime_stats"]
 
 #: The health check's private topic. Client dialects map their ids to market:/event:/user:
 #: topics, so no client can subscribe to it or publish on it.
@@ -51,22 +50,6 @@ PROBE_TIMEOUT_S = 1.0
 SLOW_PROBE_S = 0.25
 #: Feed states that count as working (a feed reports its state in describe()["state"]).
 FEED_OK_STATES = frozenset({"running", "connected"})
-
-_BROADCAST_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["data"],
-    "properties": {
-        "type": {"type": "string", "description": "the event type (or use event_type)"},
-        "event_type": {"type": "string", "description": "the event type (or use type)"},
-        "data": {"type": "object", "description": "what the clients receive as data"},
-        "topic": {
-            "type": "string",
-            "description": "only connections subscribed to this topic (market:1001, "
-            "event:sr:match:1)",
-        },
-    },
-}
 
 
 class _ProbeCodec:
@@ -161,6 +144,25 @@ def _uptime_s(system: ActorSystem) -> float:
     return 0.0
 
 
+def realtime_stats(server: Server) -> dict[str, Any]:
+    """Seed 002's stats and rt's counters (GET /realtime/stats, and the predictions dialect's
+    get_stats). Errors are connections the server closed on a client's fault: heartbeat
+    timeouts, slow-consumer and limit closes. ``tiers``: the predictions dialect's
+    connections and events, per tier."""
+    t = totals(server)
+    uptime_s = _uptime_s(server.system)
+    total = t.messages_received + t.messages_sent
+    errors = t.heartbeat_timeouts + t.slow_consumer_closes + t.limit_closes
+    return {
+        "active_connections": t.connections_open,
+        "total_messages": total,
+        "error_rate": errors / max(total, 1),
+        "uptime_seconds": round(uptime_s, 3),
+        "messages_per_second": round(total / max(uptime_s, 1.0), 3),
+        **dataclasses.asdict(t),
+    }
+
+
 def ops_router(server: Server, *, probe_timeout_s: float = PROBE_TIMEOUT_S) -> APIRouter:
     """The /realtime/* routes (seed 002's operator endpoints) for ``server``."""
     settings = server.settings
@@ -217,20 +219,8 @@ def ops_router(server: Server, *, probe_timeout_s: float = PROBE_TIMEOUT_S) -> A
     @router.get("/stats")
     async def stats() -> dict[str, Any]:
         """Seed 002's stats (active_connections, total_messages, error_rate, uptime_seconds,
-        messages_per_second) and rt's own counters. Errors are connections the server closed
-        on a client's fault: heartbeat timeouts and slow-consumer closes."""
-        t = totals(server)
-        uptime_s = _uptime_s(server.system)
-        total = t.messages_received + t.messages_sent
-        errors = t.heartbeat_timeouts + t.slow_consumer_closes + t.limit_closes
-        return {
-            "active_connections": t.connections_open,
-            "total_messages": total,
-            "error_rate": errors / max(total, 1),
-            "uptime_seconds": round(uptime_s, 3),
-            "messages_per_second": round(total / max(uptime_s, 1.0), 3),
-            **dataclasses.asdict(t),
-        }
+        messages_per_second), per tier, and rt's own counters."""
+        return realtime_stats(server)
 
     @router.get("/connections/{connection_id}", responses={404: {"description": "no such"}})
     async def connection(connection_id: str) -> JSONResponse:
@@ -245,69 +235,4 @@ def ops_router(server: Server, *, probe_timeout_s: float = PROBE_TIMEOUT_S) -> A
                     return JSONResponse({"id": connection_id, **node})
         return error_response(404, "NOT_FOUND", f"no open connection {connection_id!r}")
 
-    @router.post(
-        "/broadcast",
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": _BROADCAST_SCHEMA}},
-            }
-        },
-        responses={401: {"description": "no admin token"}, 400: {"description": "bad body"}},
-    )
-    async def broadcast(request: Request) -> JSONResponse:
-        """Send ``{type|event_type, data}`` to every open connection (or those subscribed to
-        ``topic``) as a control message in its own dialect; answers ``{"delivered": n}``."""
-        require_admin(server.admin_gate, request)
-        try:
-            # rt's own parser: a NaN or a lone surrogate in ``data`` could be sent to nobody.
-            body = loads((await request.body()).decode("utf-8"))
-        except ValueError as exc:
-            return error_response(400, "INVALID_REQUEST", f"the body is not valid JSON: {exc}")
-        problem = _broadcast_problem(body)
-        if problem is not None:
-            return error_response(400, "INVALID_REQUEST", problem)
-        event_type: str = body.get("event_type", body.get("type"))
-        data: Json = body["data"]
-        topic: str | None = body.get("topic")
-        ts = settings.wall_ms()
-        frames: dict[Codec, str] = {}
-        delivered = 0
-        for conn in live_connections(server.system):
-            outbox = conn.outbox
-            if topic is not None and not outbox.wants(topic):
-                continue
-            frame = frames.get(outbox.codec)
-            if frame is None:
-                frame = frames[outbox.codec] = outbox.codec.encode_broadcast(
-                    event_type, data, ts=ts
-                )
-            outbox.send_text(frame)
-            delivered += 1
-        log.info("broadcast %r to %d connections", event_type, delivered)
-        return JSONResponse({"delivered": delivered})
-
     return router
-
-
-def _broadcast_problem(body: Any) -> str | None:
-    """What is wrong with a broadcast body, or None."""
-    if not isinstance(body, dict):
-        return "expected a JSON object {type or event_type, data, topic?}"
-    unknown = sorted(set(body) - set(_BROADCAST_SCHEMA["properties"]))
-    if unknown:
-        return f"unknown fields: {', '.join(unknown)}"
-    kinds = [body[k] for k in ("type", "event_type") if k in body]
-    if not kinds:
-        return "missing field: type (or event_type)"
-    for kind in kinds:
-        if not isinstance(kind, str) or not kind:
-            return f"expected type to be a non-empty string, got {kind!r}"
-    if len(set(kinds)) > 1:
-        return f"type and event_type differ: {kinds[0]!r} and {kinds[1]!r}"
-    if not isinstance(body.get("data"), dict):
-        return "missing field: data" if "data" not in body else "expected data to be a JSON object"
-    topic = body.get("topic")
-    if topic is not None and (not isinstance(topic, str) or not topic):
-        return f"expected topic to be a non-empty string, got {topic!r}"
-    return None

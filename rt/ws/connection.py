@@ -38,8 +38,10 @@ from rt.dialects.base import (
     Join,
     Leave,
     ProtocolError,
+    ReportStats,
     Send,
     Session,
+    SetInterest,
     Submit,
 )
 from rt.settings import Settings
@@ -119,7 +121,7 @@ class Connection(SocketActor):
             sink=self.wire,
             on_queued=self._backlog,
         )
-        now = trio.current_time()
+        now = self.opened_at = trio.current_time()
         self._inbound = TokenBucket(
             settings.inbound_rate_per_s, settings.inbound_burst_messages, now=now
         )
@@ -150,7 +152,7 @@ class Connection(SocketActor):
         if self.exclusive is not None:
             keys, key = self.exclusive
             keys.take(key, self)
-        opened_at = trio.current_time()
+        opened_at = self.opened_at = trio.current_time()
         try:
             await self.serve_socket()
             if self._close is not None and self._close[0] == CLOSE_LIMIT:
@@ -302,9 +304,14 @@ class Connection(SocketActor):
                     since=since,
                     epoch=action.epoch,
                     announce=action.announce,
+                    quiet=action.quiet,
                 )
             elif type(action) is Leave:
                 self.hub.leave(action.topic, self.outbox)
+            elif type(action) is SetInterest:
+                self.outbox.interest = action.interest
+            elif type(action) is ReportStats:
+                self.outbox.send_text(action.answer(self._counts()))
             elif type(action) is Submit:
                 answer: Any
                 if self.desk is None:
@@ -312,6 +319,18 @@ class Connection(SocketActor):
                 else:
                     answer = await self.desk.submit(self.user_id, action.ticket)
                 self.outbox.send_text(self.session.ticket_answer(answer))
+
+    def _counts(self) -> dict[str, Any]:
+        stats = self.outbox.statistics()
+        return {
+            "messages_received": self._received,
+            "messages_sent": stats.sent,
+            "bytes_sent": stats.bytes_sent,
+            "connected_seconds": round(trio.current_time() - self.opened_at, 3),
+            "outbox_depth": stats.depth,
+            "coalesced": stats.coalesced,
+            "resyncs": stats.resyncs,
+        }
 
     # -- writing ---------------------------------------------------------------------------
 

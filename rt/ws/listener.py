@@ -228,6 +228,7 @@ class Listener(Actor):
             name,
             settings,
             authenticated=authenticated,
+            path=path,
             path_params=path_params,
             query=query_params,
             server=server,

@@ -49,6 +49,15 @@ class ConnectionStats:
         # +Inf), and their sum in seconds.
         self.latency_counts = [0] * (len(LATENCY_BUCKETS_S) + 1)
         self.latency_sum_s = 0.0
+        #: Per tier (the predictions dialect's plans): what filtered connections were offered,
+        #: by verdict (rt/dialects/predictions/interest.py: SENT, HELD_BY_TIER, ...).
+        self.tiers: dict[str, list[int]] = {}
+
+    def tier_counts(self, tier: str) -> list[int]:
+        counts = self.tiers.get(tier)
+        if counts is None:
+            counts = self.tiers[tier] = [0, 0, 0, 0]
+        return counts
 
     def observe_latency(self, seconds: float) -> None:
         self.latency_counts[bisect_left(LATENCY_BUCKETS_S, seconds)] += 1

@@ -38,6 +38,18 @@ VOCABULARY: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("payload", "eventIds", "offsets", "ticketId", "stake", "selections"),
     ),
     "topics": (("subscribe", "unsubscribe", "ping"), ("topic",)),
+    "predictions": (
+        ("subscribe", "unsubscribe", "heartbeat", "get_stats"),
+        (
+            "data",
+            "subscription_type",
+            "filters",
+            "match_ids",
+            "leagues",
+            "min_confidence",
+            "event_types",
+        ),
+    ),
 }
 
 DIALECTS = sorted(SERVED, key=lambda d: d.name)

@@ -52,6 +52,7 @@ def make_token(
     ttl_s: int = 600,
     now_s: float | None = None,
     secret: str = SECRET,
+    tier: str = "free",
 ) -> str:
     """A token signed like the server's own (or with ``secret``), issued at ``now_s``."""
     token, _ = issue_token(
@@ -60,6 +61,7 @@ def make_token(
         scope_markets=scope,
         ttl_s=ttl_s,
         now_s=time.time() if now_s is None else now_s,
+        tier=tier,
     )
     return token
 

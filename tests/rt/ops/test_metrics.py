@@ -42,6 +42,9 @@ DOCUMENTED = {
     "rt_feed_state": "gauge",
     "rt_feed_connect_attempts": "gauge",
     "rt_uptime_seconds": "gauge",
+    "rt_tier_connections": "gauge",
+    "rt_tier_events_delivered": "counter",
+    "rt_tier_events_held_back": "counter",
 }
 
 

@@ -1,25 +1,18 @@
-"""Seed 002's operator endpoints: /realtime/health, stats, connections/{id}, broadcast."""
+"""Seed 002's operator endpoints: /realtime/health, stats, connections/{id} (the broadcast is
+the predictions dialect's: tests/rt/e2e/test_predictions.py)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any, ClassVar
-from urllib.parse import quote
 
 import httpx
 import pytest
-import trio
 
 from actors import Actor, ChildSpec
 from rt.http.ops import PROBE_TOPIC
 from rt.server import Server
 from tests.rt.e2e._support import (
-    FIXED_TS,
-    Peer,
     connect,
-    make_token,
-    open_peer,
     wait_connections_closed,
 )
 
@@ -117,7 +110,21 @@ async def test_stats_have_the_seeds_shape_and_rts_counters(
     assert stats["total_messages"] == stats["messages_received"] + stats["messages_sent"]
     assert stats["error_rate"] == 0.0
     assert stats["uptime_seconds"] > 0
-    assert stats["connections_by_dialect"] == {"kmarket": 1, "uof": 0, "topics": 0}
+    assert stats["connections_by_dialect"] == {
+        "kmarket": 1,
+        "uof": 0,
+        "topics": 0,
+        "predictions": 0,
+    }
+    assert stats["tiers"] == {
+        tier: {
+            "connections": 0,
+            "events_delivered": 0,
+            "events_held_back_by_tier": 0,
+            "events_held_back_by_filter": 0,
+        }
+        for tier in ("free", "premium")
+    }
     assert stats["subscriptions"] == 1
     for key in (
         "connections_accepted",
@@ -173,79 +180,3 @@ async def test_a_connection_by_id_and_404_for_anything_else(
             "code": "NOT_FOUND",
             "message": f"no open connection {unknown!r}",
         }
-
-
-@asynccontextmanager
-async def uof_peer(server: Server, user_id: int = 1) -> AsyncIterator[Peer]:
-    """A UOF client on /ws?userId=&token=, past its connection_established."""
-    async with trio.open_nursery() as nursery:
-        token = quote(make_token(user_id))
-        peer = await open_peer(nursery, server, f"/ws?userId={user_id}&token={token}")
-        try:
-            assert (await peer.recv())["type"] == "connection_established"
-            yield peer
-        finally:
-            await peer.aclose()
-
-
-async def test_broadcast_reaches_every_dialect_in_its_own_form(
-    server: Server, http: httpx.AsyncClient, admin: dict[str, str]
-) -> None:
-    async with connect(server) as kmarket, uof_peer(server) as uof:
-        body = {"type": "maintenance", "data": {"in_s": 300}}
-        response = await http.post("/realtime/broadcast", json=body, headers=admin)
-        assert response.status_code == 200
-        assert response.json() == {"delivered": 2}
-        assert await kmarket.recv() == {
-            "type": "broadcast",
-            "event_type": "maintenance",
-            "data": {"in_s": 300},
-            "timestamp": FIXED_TS,
-        }
-        assert await uof.recv() == {
-            "type": "broadcast",
-            "payload": {"eventType": "maintenance", "data": {"in_s": 300}, "serverTime": FIXED_TS},
-        }
-
-        # With a topic, only its subscribers get it.
-        await kmarket.subscribe(1001)
-        body = {"event_type": "review", "data": {"market": 1001}, "topic": "market:1001"}
-        response = await http.post("/realtime/broadcast", json=body, headers=admin)
-        assert response.json() == {"delivered": 1}
-        assert (await kmarket.recv())["event_type"] == "review"
-        await uof.send({"type": "ping"})
-        assert await uof.recv() == {"type": "pong", "payload": {"serverTime": FIXED_TS}}
-
-
-async def test_broadcast_needs_the_admin_token_and_a_valid_body(
-    server: Server, http: httpx.AsyncClient, admin: dict[str, str]
-) -> None:
-    body = {"type": "maintenance", "data": {}}
-    for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic x"}):
-        response = await http.post("/realtime/broadcast", json=body, headers=headers)
-        assert response.status_code == 401
-        assert response.json()["code"] == "UNAUTHORIZED"
-    bad = [
-        ({"data": {}}, "missing field: type (or event_type)"),
-        ({"type": "x"}, "missing field: data"),
-        ({"type": "x", "data": 5}, "expected data to be a JSON object"),
-        ({"type": "", "data": {}}, "expected type to be a non-empty string, got ''"),
-        ({"type": "a", "event_type": "b", "data": {}}, "type and event_type differ: 'a' and 'b'"),
-        ({"type": "x", "data": {}, "to": 1}, "unknown fields: to"),
-        ({"type": "x", "data": {}, "topic": 5}, "expected topic to be a non-empty string, got 5"),
-        ([1], "expected a JSON object {type or event_type, data, topic?}"),
-    ]
-    for payload, message in bad:
-        response = await http.post("/realtime/broadcast", json=payload, headers=admin)
-        assert response.status_code == 400, payload
-        assert response.json() == {"code": "INVALID_REQUEST", "message": message}
-    response = await http.post("/realtime/broadcast", content=b"{", headers=admin)
-    assert response.status_code == 400
-    assert response.json()["message"].startswith("the body is not valid JSON: ")
-    # Nothing that no dialect could encode is sent on: NaN, a lone surrogate.
-    for text in (b'{"type":"x","data":{"v":NaN}}', b'{"type":"x","data":{"v":"\\ud800"}}'):
-        response = await http.post("/realtime/broadcast", content=text, headers=admin)
-        assert response.status_code == 400, text
-        assert response.json()["code"] == "INVALID_REQUEST"
-    response = await http.post("/realtime/broadcast", json=body, headers=admin)
-    assert response.json() == {"delivered": 0}
