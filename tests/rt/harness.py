@@ -70,6 +70,7 @@ class Core:
         dialect: Dialect = KMARKET,
         token_expires_at_ms: int | None = None,
         client_id: str | None = None,
+        tier: str = "free",
     ) -> str:
         """Accept a WebSocket on ``server_stream`` and run a Connection actor on it.
 
@@ -80,7 +81,7 @@ class Core:
         name = f"t{self._ids}"
         conn_settings = settings or self.settings
 
-        claims = Claims(user_id=user_id, scope_markets=scope, expires_at_ms=0)
+        claims = Claims(user_id=user_id, scope_markets=scope, expires_at_ms=0, tier=tier)
         context = SessionContext(
             claims,
             name,
@@ -110,6 +111,7 @@ class Core:
         dialect: Dialect = KMARKET,
         token_expires_at_ms: int | None = None,
         client_id: str | None = None,
+        tier: str = "free",
     ) -> AsyncIterator[WebSocketConnection]:
         """A client WebSocket whose server side is a Connection actor under ``conns``.
 
@@ -137,6 +139,7 @@ class Core:
                     dialect=dialect,
                     token_expires_at_ms=token_expires_at_ms,
                     client_id=client_id,
+                    tier=tier,
                 )
                 client = await wrap_client_stream(nursery, client_stream, "rt.test", dialect.path)
                 try:

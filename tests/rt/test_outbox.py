@@ -296,3 +296,25 @@ async def test_a_run_waits_behind_what_is_queued() -> None:
     h.outbox.offer_run(*run_of(2, 3))
     assert sink.written == []
     assert [m["seq"] for m in await h.drain()] == [1, 2, 3]
+
+
+async def test_an_update_passed_over_moves_the_position_and_a_gap_is_still_a_gap() -> None:
+    h = subscribed(Harness(), 0)
+    h.offer(update(1))
+    h.outbox.pass_over(update(2))  # the connection's interest does not want it
+    h.outbox.pass_over(update(2))  # a duplicate, passed over or not
+    h.offer(update(3))
+    assert h.outbox.position(TOPIC) == 3 and h.outbox.duplicates_dropped == 1
+    assert [m["seq"] for m in await h.drain()] == [1, 3]
+    h.outbox.pass_over(update(5))  # 4 never came: resync, as for an update sent
+    assert h.resyncs == [TOPIC]
+
+
+async def test_a_quiet_join_starts_at_the_rooms_position_without_a_snapshot() -> None:
+    h = Harness()
+    h.outbox.expect(TOPIC, None)
+    h.offer(update(8))  # before the join is served: nothing (it waits, as for a snapshot)
+    h.outbox.start_at(TOPIC, 8)
+    h.outbox.start_at(TOPIC, 3)  # served already: a second start changes nothing
+    h.offer(update(9))
+    assert [m["seq"] for m in await h.drain()] == [9]

@@ -1,7 +1,8 @@
 """The demo source of seed-002 events: a few matches, their predictions, goals and odds.
 
-It exists so that ``rt serve`` alone shows events on ``/realtime/ws``. Seeded, so a demo
-run can be repeated; it publishes through the same publisher as POST /realtime/broadcast.
+It exists so that ``rt serve`` alone shows events on ``/realtime/ws``: matches kick off, score,
+have their odds and predictions updated, end and kick off again. Seeded, so a demo run can be
+repeated; it publishes through the same publisher as POST /realtime/broadcast.
 """
 
 from __future__ import annotations
@@ -66,8 +67,14 @@ class DemoEvents(Actor):
         roll = rnd.random()
         if match_id not in self.kicked_off:
             self.kicked_off.add(match_id)
+            self.scores[match_id] = [0, 0]
             event_type = "match_started"
             data = {**teams, "start_time": self._now(), "venue": f"{home} 主场"}
+        elif roll > 0.95:  # full time: the match kicks off again later, for the demo's sake
+            self.kicked_off.discard(match_id)
+            home_score, away_score = self.scores[match_id]
+            event_type = "match_ended"
+            data = {**teams, "home_score": home_score, "away_score": away_score}
         elif roll < 0.35:
             event_type = "prediction_created" if roll < 0.2 else "prediction_updated"
             home_p = round(rnd.uniform(0.2, 0.7), 2)

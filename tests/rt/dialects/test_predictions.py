@@ -18,6 +18,7 @@ from rt.auth import Claims
 from rt.dialects.base import Join, Leave, Send, SessionContext, SetInterest
 from rt.dialects.predictions import DIALECT
 from rt.dialects.predictions.codec import CODEC
+from rt.dialects.predictions.demo import DemoEvents
 from rt.dialects.predictions.events import (
     PUBLISHABLE,
     SUBSCRIPTION_TYPES,
@@ -38,7 +39,7 @@ from rt.dialects.predictions.interest import (
 )
 from rt.dialects.predictions.publisher import IDEMPOTENCY_WINDOW_S, EventPublisher
 from rt.model import Update
-from tests.rt.harness import open_core
+from tests.rt.harness import child, open_core, receive, send
 from tests.rt.harness import settings as harness_settings
 from tests.rt.test_connection_timing import RawClient
 
@@ -296,3 +297,55 @@ def test_filters_of_the_wrong_type_are_refused(raw: Any) -> None:
     (error,) = session.handle_text(json.dumps(message))
     assert isinstance(error, Send) and error.error
     assert json.loads(error.text)["data"]["code"] == "INVALID_FILTER"
+
+
+# -- a room that crashes: filtered subscribers lose nothing and get nothing twice -----------
+
+
+async def test_filtered_subscribers_survive_a_room_crash(autojump_clock: Any) -> None:
+    async with open_core() as core, core.connect(dialect=DIALECT) as ws:
+        assert (await receive(ws))["event_type"] == "connection_status"
+        subscribe = {"subscription_type": "predictions", "filters": {"min_confidence": 0.7}}
+        await send(ws, {"type": "subscribe", "data": subscribe})
+        assert (await receive(ws))["event_type"] == "user_subscription_changed"
+        publisher = EventPublisher.for_server(core.server)
+
+        async def predict(n: int) -> None:
+            data = {"prediction_id": n, "match_id": 1, "confidence": 0.5 + (n % 2) * 0.4}
+            event, _ = check_event({"event_type": "prediction_created", "data": data}, ms=MS)
+            await publisher.publish(event)
+
+        for n in range(6):
+            await predict(n)
+        core.system.faults.arm("crash", actor="rooms/all:predictions")
+        for n in range(6, 20):
+            await predict(n)
+        received = [(await receive(ws))["data"]["prediction_id"] for _ in range(10)]
+        assert received == list(range(1, 20, 2))  # the confident ones, once each, in order
+        room = child(core.system.tree(), "rooms")
+        (crashed,) = [r for r in room["children"] if r["name"] == "all:predictions"]
+        assert crashed["restarts"] == 1
+
+
+async def test_the_demo_plays_whole_matches(autojump_clock: Any) -> None:
+    async with open_core() as core:
+        publisher = EventPublisher.for_server(core.server)
+        demo = DemoEvents(publisher, seed=7, interval_s=0.5, wall_ms=lambda: MS)
+        for _ in range(300):
+            await demo._one()
+        kinds: dict[str, int] = {}
+        for topic in core.engine.topics():
+            for update in await core.engine.updates(topic, since_seq=0, limit=1000):
+                if topic.startswith("match:"):
+                    event, _ = check_event(update.data, ms=MS)  # a valid RealtimeEvent
+                    assert event == update.data
+                    kinds[event["event_type"]] = kinds.get(event["event_type"], 0) + 1
+        assert set(kinds) == {
+            "match_started",
+            "match_ended",
+            "match_score_changed",
+            "prediction_created",
+            "prediction_updated",
+            "odds_updated",
+        }
+        assert sum(kinds.values()) == 300
