@@ -2,9 +2,10 @@
 
 In a block, ``> text`` is sent by the client, ``< json`` must be the next message the server
 sends ("*" matches any value), and ``! publish <market or topic> <json patch>`` is a
-producer's publish (a bare number is a KMarket market; to a ``tick:`` topic, a tick). Options after ``exchange``:
-``scope=1001,1002`` (the token's markets), ``user=u1``, and any numeric setting such as
-``history_size=2``.
+producer's publish (a bare number is a KMarket market; to a ``tick:`` topic, a tick), and
+``! broadcast <json>`` a RealtimeEvent posted to /realtime/broadcast (the predictions dialect).
+Options after ``exchange``: ``scope=1001,1002`` (the token's markets), ``user=u1``,
+``tier=premium``, and any numeric setting such as ``history_size=2``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import trio
 
 from rt.dialects import Dialect
 from rt.dialects.kmarket import DIALECT as KMARKET
+from rt.dialects.predictions import DIALECT as PREDICTIONS
+from rt.dialects.predictions.publisher import EventPublisher
 from rt.dialects.topics import DIALECT as TOPICS
 from rt.dialects.uof import DIALECT as UOF
 from rt.model import Update
@@ -26,7 +29,12 @@ from rt.topics import TICK_PREFIX, candle_topic
 from tests.rt.harness import Core, SteadyClock, open_core
 
 DOCS = Path(__file__).parents[2] / "docs" / "protocol"
-DIALECTS = {"kmarket.md": KMARKET, "uof.md": UOF, "topics.md": TOPICS}
+DIALECTS = {
+    "kmarket.md": KMARKET,
+    "uof.md": UOF,
+    "topics.md": TOPICS,
+    "predictions.md": PREDICTIONS,
+}
 BLOCKS = [
     (name, options, body)
     for name in DIALECTS
@@ -85,12 +93,15 @@ async def test_doc_example(doc: str, options: str, body: str) -> None:
     overrides: dict[str, Any] = {}
     scope = None
     user: int | str = 1
+    tier = "free"
     for option in options.split():
         key, _, value = option.partition("=")
         if key == "scope":
             scope = frozenset(value.split(","))
         elif key == "user":
             user = value
+        elif key == "tier":
+            tier = value
         else:
             overrides[key] = float(value) if "." in value else int(value)
     if doc == "topics.md":
@@ -98,7 +109,7 @@ async def test_doc_example(doc: str, options: str, body: str) -> None:
     with trio.fail_after(10):
         async with (
             open_core(**overrides) as core,
-            core.connect(scope=scope, user_id=user, dialect=dialect) as ws,
+            core.connect(scope=scope, user_id=user, dialect=dialect, tier=tier) as ws,
         ):
             for line in body.strip().splitlines():
                 mark, _, text = line.partition(" ")
@@ -108,6 +119,9 @@ async def test_doc_example(doc: str, options: str, body: str) -> None:
                     expected = json.loads(text)
                     actual = json.loads(await ws.get_message())
                     assert matches(expected, actual), f"expected {text}\n     got {actual}"
+                elif mark == "!" and text.startswith("broadcast "):
+                    body = json.loads(text.removeprefix("broadcast "))
+                    await EventPublisher.for_server(core.server).publish_body(body)
                 elif mark == "!":
                     verb, target, patch = text.split(" ", 2)
                     assert verb == "publish"

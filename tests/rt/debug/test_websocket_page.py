@@ -54,12 +54,17 @@ def log_has(driver: WebDriver, needle: str) -> bool:
     return needle in text(driver, "log")
 
 
-def drive(url: str, profile: Path) -> bytes:
+def drive(url: str, profile: Path, admin_token: str) -> bytes:
     """Everything a client developer does on the page, checked step by step."""
     with chromium(profile) as driver:
         driver.get(url)
         dialects = Select(driver.find_element(By.ID, "dialect"))
-        assert [o.get_attribute("value") for o in dialects.options] == ["topics", "kmarket", "uof"]
+        assert [o.get_attribute("value") for o in dialects.options] == [
+            "topics",
+            "kmarket",
+            "uof",
+            "predictions",
+        ]
         assert text(driver, "state") == "disconnected"
         client_id = driver.find_element(By.ID, "client-id").get_attribute("value") or ""
         assert driver.find_element(By.ID, "url").get_attribute("value") == (
@@ -150,12 +155,36 @@ def drive(url: str, profile: Path) -> bytes:
         until(driver, lambda d: d.find_elements(By.CSS_SELECTOR, market), "the market's row")
         click(driver, "disconnect")
         until(driver, lambda d: text(d, "state") == "disconnected", "disconnected (kmarket)")
+
+        # And the predictions dialect: the demo's events on a subscription.
+        dialects.select_by_value("predictions")
+        assert driver.find_element(By.ID, "topic").get_attribute("value") == "predictions"
+        click(driver, "connect")
+        until(driver, lambda d: text(d, "state") == "connected", "connected (predictions)")
+        until(driver, lambda d: log_has(d, '"event_type":"connection_status"'), "the status")
+        topic = driver.find_element(By.ID, "topic")
+        topic.clear()
+        topic.send_keys("matches")
+        click(driver, "subscribe")
+        until(driver, lambda d: log_has(d, '"user_subscription_changed"'), "the confirmation")
+        kick_off = {"event_type": "match_started", "data": {"match_id": 99, "league": "英超"}}
+        answer = httpx.post(
+            url.replace("/websocket-test", "/realtime/broadcast"),
+            json=kick_off,
+            headers={"Authorization": f"Bearer {admin_token}"},
+        )
+        assert answer.status_code == 200 and answer.json()["matched"] == 1, answer.text
+        until(driver, lambda d: log_has(d, '"match_id":99'), "the kick-off")
+        click(driver, "disconnect")
+        until(driver, lambda d: text(d, "state") == "disconnected", "disconnected (predictions)")
         return png
 
 
 @pytest.mark.debug_settings(demo_feed=True, dev=True)
 async def test_a_client_developer_session_in_a_real_browser(server: Server, tmp_path: Path) -> None:
-    png = await trio.to_thread.run_sync(drive, f"{server.http_url}/websocket-test", tmp_path)
+    png = await trio.to_thread.run_sync(
+        drive, f"{server.http_url}/websocket-test", tmp_path, server.settings.admin_token
+    )
     width, height = check_png(png)
     assert width == 1280 and height >= 600, (width, height)
     (tmp_path / "websocket-test.png").write_bytes(png)
