@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--servers", default=",".join(DEFAULT_SERVERS))
         p.add_argument("--repeats", type=int, default=2)
     p_prof = sub.add_parser("profile", help="py-spy on a server during a scenario's window")
-    p_prof.add_argument("scenario", choices=["s1", "s2", "s4"])
+    p_prof.add_argument("scenario", choices=["s1", "s2", "s4", "s6"])
     p_prof.add_argument("--server", choices=SERVERS, default="rt")
     sub.add_parser("table", help="print the saved results")
     for p in (p_run, p_cmp, p_all, p_prof):

@@ -160,6 +160,7 @@ class Server:
         timeout_s: float = 30,
     ) -> None:
         self.kind = kind
+        self.secret = secret  # S6 mints tokens with a tier
         env = dict(os.environ, RT_JWT_SECRET=secret, RT_ADMIN_TOKEN=admin_token)
         argv = [*pinned(SERVER_CORE), sys.executable, "-m", SERVERS[kind]]
         external = publish_via != "inprocess"

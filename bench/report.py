@@ -31,6 +31,20 @@ COLUMNS: dict[str, list[tuple[str, str, int]]] = {
         ("cycles per server CPU-second", "cycles_per_cpu_s", 0),
         ("server CPU-ms per cycle", "server_cpu_ms_per_cycle", 3),
     ],
+    "s6": [
+        (f"{what} ({dialect})", f"{key}_{dialect}", digits)
+        for what, key, digits in [
+            ("p50 latency ms (from publish)", "p50_ms", 3),
+            ("p99 latency ms (from publish)", "p99_ms", 3),
+            ("p99.9 latency ms (from publish)", "p999_ms", 3),
+            ("publishes/s achieved (of 2,000)", "publish_rate", 0),
+            ("messages delivered/s", "delivered_per_s", 0),
+            ("server cores (measured)", "server_cores", 3),
+            ("server CPU-ms per 1k publishes", "server_cpu_ms_per_1k_publishes", 1),
+            ("server CPU-us per message delivered", "server_cpu_us_per_delivered", 2),
+        ]
+        for dialect in ("kmarket", "predictions")
+    ],
     "s5": [
         ("clients caught up within 60 s (of 1,000)", "caught_up", 0),
         ("time until the last of them caught up, s", "resume_s", 3),
@@ -57,6 +71,7 @@ TARGETS: dict[str, list[tuple[str, str, float, str]]] = {
         ("rate >= 1.0x websockets, measured", "cycles_per_s", 1.0, "min"),
     ],
     "s5": [("time to catch up (reported)", "resume_s", 0.0, "report")],
+    "s6": [],
 }
 
 

@@ -9,6 +9,9 @@ S3 memory    10,000 idle clients, each subscribed to one of 100 markets: server 
              per connection (after gc.collect() in the server, before and after).
 S4 churn     connect + subscribe + snapshot + close in a loop on CHURN_LOOPS concurrent
              clients (rt verifies each one's JWT): cycles per second.
+S6 filters   the predictions dialect (seed 002): 1,000 clients of both tiers with mixed
+             subscriptions and filters over 100 matches, 2,000 events/s; then the same shape
+             on KMarket (S2's): latency percentiles and server CPU, side by side.
 S5 resume    1,000 clients on one market disconnect, 500 updates are published, then all
              reconnect at once with resume offsets while 50 publishes/s go on: time until
              every client holds the seq that was current when they reconnected. A client
@@ -21,13 +24,17 @@ steps back must be 0, and after the publisher stops every client must reach the 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rt.auth import issue_token
+
 from .procs import BenchError, Fleet, Server
+from .servers import predictions_plan
 
 WINDOW = 500  # S1: publishes the server may be ahead of the slowest client (< rt's 768)
 CHURN_LOOPS = 50  # S4: concurrent connect/close loops
@@ -112,6 +119,7 @@ def contract(
         "errors": c["errors"],
         "closed_unexpectedly": c["closed_unexpectedly"],
         "behind_at_end": done.get("behind", 0),  # connected, yet short of the last seq
+        "behind_sample": done.get("sample"),
         "disconnected_at_end": done.get("disconnected_behind", 0),
         "conflated": c["conflated"],
         "resyncs": c["resyncs"],
@@ -278,6 +286,128 @@ def s5(server: Server, fleet: Fleet, tokens: list[str], profile: Path | None) ->
     }
 
 
+def predictions_clients(server: Server, n: int = 1000) -> list[dict[str, Any]]:
+    """S6's clients: client i follows match i % 100 + 1, in one of five kinds by i % 10:
+    0-2 premium, predictions + odds + matches of its match, no filter; 3-4 premium,
+    predictions of its match at confidence >= 0.7; 5-7 free, predictions + matches of its
+    match (so prediction_created and match_started only); 8 premium, matches of every match
+    in one league; 9 free, predictions of every match at confidence >= 0.9.
+
+    With BENCH_S6_MIX=match-only, kinds 8 and 9 are kind 0 instead: no client takes every
+    match, so no event goes to 100 clients at once (it shows what the wide fan-out of the
+    every-match subscriptions costs in latency)."""
+    leagues = predictions_plan.LEAGUES
+    every_match_kinds = os.environ.get("BENCH_S6_MIX", "mixed") != "match-only"
+    now = time.time()
+    clients = []
+    for i in range(n):
+        match = i % 100 + 1
+        kind = i % 10
+        one = {"match_ids": [match]}
+        if kind <= 2 or (kind >= 8 and not every_match_kinds):
+            tier, subs = "premium", [("predictions", one), ("odds", one), ("matches", one)]
+        elif kind <= 4:
+            tier, subs = "premium", [("predictions", {**one, "min_confidence": 0.7})]
+        elif kind <= 7:
+            tier, subs = "free", [("predictions", one), ("matches", one)]
+        elif kind == 8:
+            tier, subs = "premium", [("matches", {"leagues": [leagues[i // 10 % 4]]})]
+        else:
+            tier, subs = "free", [("predictions", {"min_confidence": 0.9})]
+        token, _ = issue_token(
+            secret=server.secret,
+            user_id=i + 1,
+            scope_markets=None,
+            ttl_s=3600,
+            now_s=now,
+            tier=tier,
+        )
+        every_match = "match_ids" not in subs[0][1]
+        clients.append(
+            {
+                "token": token,
+                "tier": tier,
+                "subs": [{"subscription_type": k, "filters": f} for k, f in subs],
+                "markets": list(range(1, 101)) if every_match else [match],
+            }
+        )
+    return clients
+
+
+def _load(
+    server: Server, fleet: Fleet, rooms: list[str], profile: Path | None = None
+) -> dict[str, Any]:
+    """2,000 publishes/s over ``rooms``: one measured window, and the contract after it."""
+    server.control("rate", markets=rooms, rate=2000, duration_s=15)
+    time.sleep(2.0)  # warm up
+    window = measure(server, fleet, 6.0, profile=profile)
+    delivered = max(window["delivered"], 1)
+    return {
+        "p50_ms": window["latency_ms"]["p50_ms"],
+        "p99_ms": window["latency_ms"]["p99_ms"],
+        "p999_ms": window["latency_ms"]["p999_ms"],
+        "p99_from_schedule_ms": window["latency_from_schedule_ms"]["p99_ms"],
+        "delivered_per_s": window["delivered_per_s"],
+        "publish_rate": window["publish_rate"],
+        "server_cores": window["server_cores"],
+        "server_cpu_ms_per_1k_publishes": round(
+            window["server_cpu_s"] / max(window["published"], 1) * 1e6, 1
+        ),
+        "server_cpu_us_per_delivered": round(window["server_cpu_s"] / delivered * 1e6, 2),
+        "window": window,
+        "contract": contract(server, fleet),
+    }
+
+
+def s6(server: Server, fleet: Fleet, tokens: list[str], profile: Path | None) -> dict[str, Any]:
+    # KMarket first, S2's shape on markets 1001-1100 (the matches are 1-100).
+    rooms = [str(1000 + m) for m in range(1, 101)]
+    connect(
+        server, fleet, [{"token": t, "markets": [rooms[i % 100]]} for i, t in enumerate(tokens)]
+    )
+    kmarket = _load(server, fleet, rooms)
+    fleet.op("disconnect")
+    predictions_fleet = Fleet(1)
+    try:
+        r = predictions_fleet.op(
+            "connect",
+            url=server.ws_url.replace("/ws/odds?", "/realtime/ws?"),
+            dialect="predictions",
+            rules=predictions_plan.rules(),
+            clients=predictions_clients(server),
+        )
+        if r["ok"] != 1000:
+            raise BenchError(f"{server.kind}: {r['ok']} of 1000 predictions clients connected: {r}")
+        matches = [f"{predictions_plan.PREFIX}{m}" for m in range(1, 101)]
+        predictions = _load(server, predictions_fleet, matches, profile)
+    finally:
+        predictions_fleet.close()
+    ok = kmarket["contract"]["ok"] and predictions["contract"]["ok"]
+    flat = {
+        f"{k}_{dialect}": v
+        for dialect, run in (("kmarket", kmarket), ("predictions", predictions))
+        for k, v in run.items()
+        if not isinstance(v, dict)
+    }
+    return {
+        "mix": os.environ.get("BENCH_S6_MIX", "mixed"),
+        **flat,
+        "p99_ratio": round(predictions["p99_ms"] / kmarket["p99_ms"], 2)
+        if kmarket["p99_ms"]
+        else None,
+        "cpu_per_delivered_ratio": round(
+            predictions["server_cpu_us_per_delivered"] / kmarket["server_cpu_us_per_delivered"], 2
+        ),
+        "kmarket": kmarket,
+        "predictions": predictions,
+        "contract": {
+            "ok": ok,
+            "kmarket": kmarket["contract"],
+            "predictions": predictions["contract"],
+        },
+    }
+
+
 SCENARIOS = {
     s.name: s
     for s in [
@@ -316,6 +446,16 @@ SCENARIOS = {
             tokens=CHURN_LOOPS,
             metric="cycles_per_cpu_s",
             higher_is_better=True,
+        ),
+        Scenario(
+            name="s6",
+            title="filters: the predictions dialect (1,000 clients, both tiers, mixed filters, "
+            "2,000 events/s) against the same load on KMarket",
+            run=s6,
+            workers=1,
+            tokens=1000,
+            metric="p99_ms_predictions",
+            higher_is_better=False,
         ),
         Scenario(
             name="s5",

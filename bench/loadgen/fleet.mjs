@@ -9,6 +9,9 @@
 //   hello                                    -> {pids}
 //   connect {url, clients:[{token, markets}], concurrency, timeout_s}
 //                                            -> {ok, failed, elapsed_s}  (ack + snapshots in)
+//   connect {url, dialect: "predictions", rules, clients:[{token, tier, subs, markets}]}
+//                                            seed 002 clients (S6): each sends one subscribe
+//                                            per entry of subs, ready once each is confirmed
 //   disconnect                               close every client (they keep their seqs)
 //   resume {url, targets:{market: seq}, timeout_s}
 //                                            -> every client reconnects at once with
@@ -29,6 +32,11 @@
 // position. Gaps (seq > last + 1) and steps back (seq <= last: duplicates, reorders) are
 // counted and must stay 0. Latency: the bench publisher puts CLOCK_MONOTONIC microseconds in
 // each payload (pt: published, st: scheduled), which this process reads too.
+//
+// A predictions client (S6) checks its events the same way: the bench publishes events that
+// are a function of (match, n) (bench/servers/predictions_plan.py, passed as `rules`), so a
+// client knows which n of each match its tier and subscriptions take: the next event of a
+// match must be exactly the next such n.
 //
 // FLEET_CPU_PROF=<dir> writes a V8 CPU profile of each worker there (to check that the
 // fleet is not what limits a run).
@@ -60,7 +68,11 @@ function bucketMidUs(i) {
   return 1e6 + (i - 1990) * 1e5 + 5e4;
 }
 
-const key = (market) => (/^\d+$/.test(String(market)) ? Number(market) : String(market));
+// A market id as the server writes it (S6's plan names matches "match:<id>").
+const key = (market) => {
+  const s = String(market).replace(/^match:/, '');
+  return /^\d+$/.test(s) ? Number(s) : s;
+};
 const timeoutMs = (s, dflt) => Math.min((s ?? dflt) * 1000, MAX_TIMEOUT_MS);
 
 // ---------------------------------------------------------------------------- worker
@@ -84,9 +96,60 @@ function worker() {
   let histSt = new Uint32Array(H_SIZE);
   let creditTimer = null;
 
+  // S6: the predictions dialect. Which events a client takes, from the rules of the plan.
+  const FREE = new Set(['prediction_created', 'match_started']);
+  const KIND = (t) => t.startsWith('prediction_') ? 'predictions' : t.startsWith('match_') ? 'matches'
+    : t.startsWith('odds_') ? 'odds' : t.startsWith('system_') ? 'system_alerts' : 'analytics';
+  let rules = null;
+  function takes(c, match, n) {
+    const type = rules.rotation[n % rules.rotation.length];
+    if (c.tier === 'free' && !FREE.has(type)) return false;
+    const league = rules.leagues[match % rules.leagues.length];
+    const confidence = rules.confidences[n % rules.confidences.length];
+    return c.subs.some((s) => s.subscription_type === KIND(type)
+      && (!s.filters.match_ids || s.filters.match_ids.includes(match))
+      && (!s.filters.leagues || s.filters.leagues.includes(league))
+      && (s.filters.min_confidence == null || confidence >= s.filters.min_confidence));
+  }
+  // The last n <= upto of `match` that c takes (0: none).
+  function lastTaken(c, match, upto) {
+    for (let n = upto; n > 0 && n > upto - 200; n--) if (takes(c, match, n)) return n;
+    return 0;
+  }
+  function nextTaken(c, match, after) {
+    for (let n = after + 1; n <= after + 200; n++) if (takes(c, match, n)) return n;
+    return Infinity;
+  }
+
+  function onEvent(c, msg) {
+    const type = msg.event_type;
+    if (type === 'user_subscription_changed') {
+      if (c.needSnapshots > 0 && --c.needSnapshots === 0 && c.onReady) c.onReady(true);
+      return;
+    }
+    if (type === 'error') { S.errors++; return; }
+    if (type === 'connection_status' || type === 'heartbeat' || type === 'stats') return;
+    if (type === 'data_refresh') { S.resyncs++; c.last.clear(); return; }
+    const d = msg.data;
+    if (!d || typeof d.n !== 'number') { S.unexpected++; return; }
+    S.updates++;
+    const last = c.last.get(d.match_id) ?? 0;
+    if (!takes(c, d.match_id, d.n)) S.unexpected++;  // not for this client
+    else if (d.n <= last) S.backward++;
+    else if (d.n !== nextTaken(c, d.match_id, last)) S.gaps++;
+    if (d.n > last) c.last.set(d.match_id, d.n);
+    if (measuring) {
+      S.window_updates++;
+      const now = nowUs();
+      histPt[bucket(now - d.pt)]++;
+      histSt[bucket(now - d.st)]++;
+    }
+  }
+
   function onMessage(c, data) {
     let msg;
     try { msg = JSON.parse(data); } catch { S.errors++; return; }
+    if (msg.event_type !== undefined) { onEvent(c, msg); return; }
     const type = msg.type;
     if (type === 'odds_update') {
       S.updates++;
@@ -147,7 +210,7 @@ function worker() {
     c.closing = false;
     const ws = new WebSocket(url + encodeURIComponent(c.token || 'none'), WS_OPTIONS);
     c.ws = ws;
-    ws.on('open', () => ws.send(JSON.stringify(first)));
+    ws.on('open', () => { for (const m of [].concat(first)) ws.send(JSON.stringify(m)); });
     ws.on('message', (data) => onMessage(c, data));
     ws.on('error', noteError);
     ws.on('close', (code) => {
@@ -239,14 +302,23 @@ function worker() {
   // Wait until every connected client has seq >= target; disconnected ones are counted apart.
   function waitSeq(targets, ms) {
     const want = Object.entries(targets).map(([m, s]) => [key(m), s]);
-    const isBehind = (c) => want.some(([k, s]) => c.markets.includes(k) && (c.last.get(k) ?? -1) < s);
+    // A predictions client need only reach the last event it takes (it may take none).
+    const reach = (c, k, s) => (c.subs ? lastTaken(c, k, s) : s);
+    const have = (c, k) => c.last.get(k) ?? (c.subs ? 0 : -1);
+    const behindOn = (c) => want.filter(([k, s]) => c.markets.includes(k) && have(c, k) < reach(c, k, s));
+    const isBehind = (c) => behindOn(c).length > 0;
     return new Promise((resolve) => {
       const end = performance.now() + ms;
       const tick = () => {
         const behind = clients.filter((c) => c.ws && isBehind(c)).length;
         if (behind === 0 || performance.now() >= end) {
           const gone = clients.filter((c) => !c.ws && isBehind(c)).length;
-          resolve({ ok: behind === 0, behind, disconnected_behind: gone });
+          // A few of the clients behind, and where: [market, target, has, must reach].
+          const sample = clients.filter((c) => c.ws && isBehind(c)).slice(0, 2).map((c) => ({
+            subs: c.subs, tier: c.tier,
+            behind: behindOn(c).slice(0, 3).map(([k, s]) => [k, s, have(c, k), reach(c, k, s)]),
+          }));
+          resolve({ ok: behind === 0, behind, disconnected_behind: gone, sample });
         } else setTimeout(tick, 5);
       };
       tick();
@@ -258,7 +330,14 @@ function worker() {
       const list = op.clients.map((spec) => ({
         token: spec.token, markets: spec.markets.map(key), last: new Map(), ws: null,
         needSnapshots: 0, target: null, onReady: null, closing: false, caughtUs: 0,
+        tier: spec.tier, subs: spec.subs,
       }));
+      if (op.dialect === 'predictions') {
+        rules = op.rules;
+        for (const c of list) { c.needSnapshots = c.subs.length; clients.push(c); }
+        return openAll(list, op.url, op.concurrency || 100,
+          (c) => c.subs.map((data) => ({ type: 'subscribe', data })), timeoutMs(op.timeout_s, 60));
+      }
       for (const c of list) { c.needSnapshots = c.markets.length; clients.push(c); }
       return openAll(list, op.url, op.concurrency || 100,
         (c) => ({ type: 'subscribe', markets: c.markets }), timeoutMs(op.timeout_s, 60));
@@ -378,7 +457,7 @@ function main(workerCount) {
     },
     async wait_seq(op) {
       const rs = await all(() => op);
-      return { ok: rs.every((r) => r.ok), behind: sum(rs, 'behind'), disconnected_behind: sum(rs, 'disconnected_behind') };
+      return { ok: rs.every((r) => r.ok), behind: sum(rs, 'behind'), disconnected_behind: sum(rs, 'disconnected_behind'), sample: rs.flatMap((r) => r.sample || []) };
     },
     async mark() { await all(() => ({ op: 'mark' })); return {}; },
     async stats() {

@@ -3,7 +3,9 @@
     RT_JWT_SECRET=... python -m bench.servers.rt_server [--publisher inprocess|none]
 
 With ``--publisher inprocess`` (the default) the plan publishes with ``server.hub.publish``,
-the same path as the demo feed and POST /admin/odds/override after their HTTP handling.
+the same path as the demo feed and POST /admin/odds/override after their HTTP handling; to a
+market named ``match:<id>`` (S6) it publishes seed 002's events with the predictions
+dialect's publisher, the path of POST /realtime/broadcast after its HTTP handling.
 With ``none`` nothing in the server publishes: an external publisher drives rt over its
 HTTP API instead (bench/servers/http_publisher.py), so the publish path can be switched to
 POST /admin/publish or /ws/publish once rt has them, without touching the scenarios.
@@ -24,9 +26,12 @@ from typing import Any
 
 import trio
 
+from rt.dialects.predictions.events import check_event
+from rt.dialects.predictions.publisher import EventPublisher
 from rt.server import open_server, tune_gc
 from rt.settings import Settings
 
+from . import predictions_plan
 from .plan import PublishPlan
 from .trio_driver import Wakeup, drive, serve_control
 
@@ -61,8 +66,17 @@ async def main(args: argparse.Namespace) -> None:
         if args.publisher == "inprocess":
             plan, wake = PublishPlan(), Wakeup()
 
+            events = EventPublisher.for_server(server)
+            published: dict[str, int] = {}
+
             async def publish(market: str, patch: dict[str, Any]) -> None:
-                await server.hub.publish(f"market:{market}", patch)
+                if market.startswith(predictions_plan.PREFIX):  # S6: seed 002's events
+                    n = published[market] = published.get(market, 0) + 1
+                    body = predictions_plan.event(market, n, patch)
+                    event, _ = check_event(body, ms=server.settings.wall_ms())
+                    await events.publish(event)
+                else:
+                    await server.hub.publish(f"market:{market}", patch)
 
             ready["control_port"] = await nursery.start(serve_control, plan, wake)
             nursery.start_soon(drive, plan, wake, publish)

@@ -83,17 +83,23 @@ class EventPublisher:
         topics = topics_of(event["event_type"], event["data"])
         updates = await self.server.engine.publish_many([(t, event, "event") for t in topics])
         self.published += 1
-        # Who it matched: the connections the rooms will offer it to and that want it.
+        # Who it matched: the connections the rooms will offer it to and that want it (each
+        # distinct interest asked once: connections with equal filters share one).
         matched = 0
         table = self.server.hub.table
         for update in updates:
             entry = table.get(update.topic)
             if entry is None:
                 continue
+            verdicts: dict[object, bool] = {}
             for outbox in entry.outboxes.values():
                 interest = outbox.interest
-                if interest is not None and interest.verdict(update) == SENT:
-                    matched += 1
+                if interest is None:
+                    continue
+                sent = verdicts.get(interest)
+                if sent is None:
+                    sent = verdicts[interest] = interest.verdict(update) == SENT
+                matched += sent
         first = updates[0]
         return {
             "event_type": event["event_type"],
