@@ -88,7 +88,8 @@ def _serve_parser(sub: Any) -> None:
         "--demo-feed",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="run the built-in demo odds feed (RT_DEMO_FEED, default on)",
+        help="run the built-in demo feeds: odds, UOF events, ticks, predictions "
+        "(RT_DEMO_FEED, default on)",
     )
     p.add_argument(
         "--dev",

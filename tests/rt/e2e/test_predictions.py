@@ -18,8 +18,9 @@ import trio
 
 from rt.dialects.predictions.events import iso
 from rt.server import Server
+from tests.rt.ops._support import scrape
 
-from ._support import FIXED_TS, TIMEOUT_S, Peer, connect, make_token, open_peer
+from ._support import FIXED_TS, TIMEOUT_S, Peer, connect, make_token, open_peer, upgrade_status
 
 ROOT = Path(__file__).parents[3]
 SEED_002 = ROOT.parent / "shared" / "seeds" / "002_03fd2fb7a028a3c2.txt"
@@ -191,7 +192,20 @@ async def test_events_reach_the_connections_their_filters_and_tiers_allow(
         )
         await next_is(leagues, event("match_started", KICK_OFF))
 
+        metrics = await scrape(http)
         stats = (await http.get("/realtime/stats")).json()["tiers"]
+        for tier in ("free", "premium"):
+            counts = stats[tier]
+            assert metrics.value("rt_tier_connections", tier=tier) == counts["connections"]
+            assert (
+                metrics.value("rt_tier_events_delivered_total", tier=tier)
+                == counts["events_delivered"]
+            )
+            for reason in ("tier", "filter"):
+                assert (
+                    metrics.value("rt_tier_events_held_back_total", tier=tier, reason=reason)
+                    == counts[f"events_held_back_by_{reason}"]
+                )
         assert stats["premium"]["connections"] == 1 and stats["free"]["connections"] == 2
         assert stats["premium"]["events_delivered"] == 2
         assert stats["free"]["events_delivered"] == 5  # 4 predictions, 1 kick-off
@@ -498,3 +512,20 @@ async def test_the_typescript_flows_messages(
             await peer.send({"type": "heartbeat", "data": {}})
             answer = await peer.recv()
         assert answer == event("heartbeat", {"status": "alive"})
+
+
+async def test_a_bad_token_is_refused_and_no_token_is_free(server: Server) -> None:
+    assert await upgrade_status(server.port, "/realtime/ws?token=nope") == b"401"
+    expired = quote(make_token("u", ttl_s=1, now_s=1_000_000.0))
+    assert await upgrade_status(server.port, f"/realtime/ws?token={expired}") == b"401"
+    async with predictions_peer(server, "/realtime/ws/matches") as (_, status):
+        assert status["data"]["tier"] == "free"
+
+
+@pytest.mark.server_settings(require_token=("predictions",))
+async def test_a_server_may_require_a_token(server: Server) -> None:
+    for path in ("/realtime/ws", "/realtime/ws/predictions?match_ids=1"):
+        assert await upgrade_status(server.port, path) == b"401"
+    token = quote(make_token("u-1", tier="premium"))
+    async with predictions_peer(server, f"/realtime/ws?token={token}") as (_, status):
+        assert status["data"]["tier"] == "premium"
