@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from rt.auth import AuthError, issue_token, verify_token
 from rt.delivery.publishing import PublishInvalid, parse_batch_json, parse_update, publish_batch
@@ -42,7 +42,8 @@ MAX_PUBLISH_BODY_BYTES = 8 * 1024 * 1024
 
 class TokenRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    userId: StrictInt | StrictStr
+    #: ``user_id`` too, as the predictions dialect's clients (seed 002) name it.
+    userId: StrictInt | StrictStr = Field(validation_alias=AliasChoices("userId", "user_id"))
     scopeMarkets: list[StrictInt | StrictStr] | None = None
     ttlSeconds: StrictInt | None = Field(default=None, ge=1)
     tier: Literal["free", "premium"] = Field(

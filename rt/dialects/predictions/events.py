@@ -94,9 +94,9 @@ def topics_of(event_type: str, data: Json) -> tuple[str, ...]:
 
 
 def iso(ms: int) -> str:
-    """``ms`` since the Unix epoch as the seed writes times: ISO 8601 in UTC, with a Z
-    (``2025-10-29T10:30:00.000Z``: to the millisecond)."""
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    """``ms`` since the Unix epoch exactly as the seed's examples write times: ISO 8601 in
+    UTC to the second, with a Z (``2025-10-29T10:30:00Z``)."""
+    return datetime.fromtimestamp(ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def realtime_event(event_type: str, data: Json, ms: int, **extra: Any) -> dict[str, Json]:

@@ -300,7 +300,7 @@ async def test_a_token_carries_its_tier(
     server: Server, http: httpx.AsyncClient, admin: dict[str, str]
 ) -> None:
     response = await http.post(
-        "/api/ws/token", json={"userId": "u-9", "tier": "premium"}, headers=admin
+        "/api/ws/token", json={"user_id": "u-9", "tier": "premium"}, headers=admin
     )
     assert response.status_code == 200
     token = quote(response.json()["token"])
