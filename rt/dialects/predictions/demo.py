@@ -55,14 +55,18 @@ class DemoEvents(Actor):
 
     async def run(self) -> None:
         while True:
-            await self._one()
+            await self.tick()
             with trio.move_on_after(self.interval_s):
                 await self.stop_requested.wait()
                 return
 
-    async def _one(self) -> None:
+    async def tick(self) -> None:
+        """One event for each match."""
+        for match in MATCHES:
+            await self._one(*match)
+
+    async def _one(self, match_id: int, home: str, away: str, league: str) -> None:
         rnd = self.random
-        match_id, home, away, league = rnd.choice(MATCHES)
         teams = {"match_id": match_id, "home_team": home, "away_team": away, "league": league}
         roll = rnd.random()
         if match_id not in self.kicked_off:
@@ -70,13 +74,13 @@ class DemoEvents(Actor):
             self.scores[match_id] = [0, 0]
             event_type = "match_started"
             data = {**teams, "start_time": self._now(), "venue": f"{home} 主场"}
-        elif roll > 0.95:  # full time: the match kicks off again later, for the demo's sake
+        elif roll > 0.97:  # full time: the match kicks off again at the next tick (a demo)
             self.kicked_off.discard(match_id)
             home_score, away_score = self.scores[match_id]
             event_type = "match_ended"
             data = {**teams, "home_score": home_score, "away_score": away_score}
-        elif roll < 0.35:
-            event_type = "prediction_created" if roll < 0.2 else "prediction_updated"
+        elif roll < 0.4:
+            event_type = "prediction_created" if roll < 0.3 else "prediction_updated"
             home_p = round(rnd.uniform(0.2, 0.7), 2)
             draw_p = round(rnd.uniform(0.1, 1 - home_p - 0.05), 2)
             away_p = round(1 - home_p - draw_p, 2)
@@ -93,7 +97,7 @@ class DemoEvents(Actor):
                 "strategy": "ml_ensemble",
             }
             self.next_prediction += 1
-        elif roll < 0.5:
+        elif roll < 0.55:
             event_type = "match_score_changed"
             side = rnd.randrange(2)
             self.scores[match_id][side] += 1
