@@ -1,8 +1,8 @@
 """Chaos: a live server on 127.0.0.1, real clients, and a seeded schedule of faults.
 
 Each run starts a whole server (both listeners, the in-process UOF simulator and its feed),
-KMarket clients (some of them slow readers), UOF clients submitting tickets, and a publisher
-of KMarket updates. While they run, a fault schedule drawn from ``random.Random(seed)``
+KMarket clients (some of them slow readers), UOF clients submitting tickets, predictions
+clients on the demo's predictions (one with a filter), and a publisher of KMarket updates. While they run, a fault schedule drawn from ``random.Random(seed)``
 crashes rooms, user rooms, connections and the feed, cuts the feed, stalls rooms and
 connection writers for a moment, and kills client sockets mid-stream. Then everything calms
 down and the run checks the invariants (see docs/reliability.md).
@@ -256,6 +256,72 @@ class UofClient:
             await trio.sleep(0.05)
 
 
+@dataclass
+class PredictionsClient:
+    """A premium client of the predictions dialect (seed 002) on every match's predictions,
+    the demo's: prediction_id grows by one with every prediction event, so within one
+    connection each must be the last + 1, unless a data_refresh stood for what was dropped.
+    With ``min_confidence`` it checks that every event passes it, and keeps the order."""
+
+    ws_url: str
+    user: str
+    min_confidence: float | None = None
+    last: int | None = None  # the last prediction_id of this connection
+    refreshed: bool = False
+    received: int = 0
+    refreshes: int = 0
+    violations: list[str] = field(default_factory=list)
+    connects: int = 0
+    _scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+
+    def drop(self) -> None:
+        self._scope.cancel()
+
+    def on_message(self, message: Message) -> None:
+        kind, data = message["event_type"], message["data"]
+        if kind == "data_refresh" and data.get("reason") == "resync":
+            self.refreshes += 1
+            self.refreshed = True
+        elif kind.startswith("prediction_"):
+            self.received += 1
+            pid = data["prediction_id"]
+            if self.min_confidence is not None and data["confidence"] < self.min_confidence:
+                self.violations.append(f"{self.user}: {pid} below {self.min_confidence}")
+            if self.last is not None and pid <= self.last:
+                self.violations.append(f"{self.user}: prediction {pid} after {self.last}")
+            elif (
+                self.last is not None
+                and pid != self.last + 1
+                and not self.refreshed
+                and self.min_confidence is None
+            ):
+                self.violations.append(f"{self.user}: {pid} after {self.last}, no data_refresh")
+            self.last = max(pid, self.last or 0)
+            self.refreshed = False
+        elif kind == "error":
+            self.violations.append(f"{self.user}: error {data}")
+
+    async def session(self) -> None:
+        token = quote(make_token(self.user, tier="premium"))
+        with trio.CancelScope() as self._scope:
+            async with open_websocket_url(f"{self.ws_url}/realtime/ws?token={token}") as ws:
+                self.connects += 1
+                self.last, self.refreshed = None, False  # no resume in this dialect
+                filters = {} if self.min_confidence is None else {"min_confidence": 0.8}
+                subscribe = {"subscription_type": "predictions", "filters": filters}
+                await ws.send_message(json.dumps({"type": "subscribe", "data": subscribe}))
+                while True:
+                    self.on_message(json.loads(await ws.get_message()))
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.session()
+            except (OSError, HandshakeError, ConnectionClosed):
+                pass
+            await trio.sleep(0.05)
+
+
 # -- the run ------------------------------------------------------------------------------
 
 
@@ -273,6 +339,7 @@ class Figures:
     slowdowns: int = 0
     slow_closes: int = 0
     tickets: int = 0
+    predictions: int = 0
     results: Counter[str] = field(default_factory=Counter)
     tasks_baseline: int = 0
     tasks_after: int = 0
@@ -290,6 +357,7 @@ async def chaos(
     figures: Figures,
     kclients: list[ChaosKMarketClient],
     uclients: list[UofClient],
+    pclients: list[PredictionsClient],
 ) -> None:
     """Arm and disarm faults, drop sockets and pause readers until ``RUN_S`` has passed."""
     faults = server.system.faults
@@ -327,6 +395,8 @@ async def chaos(
                     "stall_writers",
                     "drop_socket",
                     "drop_uof_socket",
+                    "drop_predictions_socket",
+                    "crash_predictions_room",
                     "slow_reader",
                     "stalled_reader",
                 ]
@@ -360,6 +430,11 @@ async def chaos(
             elif action == "drop_uof_socket":
                 rng.choice(uclients).drop()
                 continue
+            elif action == "drop_predictions_socket":
+                rng.choice(pclients).drop()
+                continue
+            elif action == "crash_predictions_room":
+                fault = faults.arm("crash", actor="rooms/all:predictions")
             elif action == "slow_reader":
                 nursery.start_soon(slowed, rng.choice(kclients), rng.uniform(0.5, 3.0))
                 continue
@@ -449,14 +524,21 @@ async def serve_seed(server: Server, seed: int, rng: random.Random, figures: Fig
         for i in range(5)
     ]
     uclients = [UofClient(server.ws_url, f"u{i}", random.Random(rng.random())) for i in range(3)]
+    pclients = [
+        PredictionsClient(server.ws_url, "p0"),
+        PredictionsClient(server.ws_url, "p1"),
+        PredictionsClient(server.ws_url, "p2", min_confidence=0.8),
+    ]
     async with trio.open_nursery() as clients:
         for k in kclients:
             clients.start_soon(k.run)
         for u in uclients:
             clients.start_soon(u.run, server)
+        for p in pclients:
+            clients.start_soon(p.run)
         async with trio.open_nursery() as load:
             load.start_soon(publisher, server, rng, figures)
-            await chaos(server, rng, figures, kclients, uclients)
+            await chaos(server, rng, figures, kclients, uclients, pclients)
             load.cancel_scope.cancel()
         server.system.faults.disarm()
         for k in kclients:
@@ -488,6 +570,19 @@ async def serve_seed(server: Server, seed: int, rng: random.Random, figures: Fig
             assert u.violations == [], (seed, u.violations)
             figures.tickets += len(u.submitted)
             figures.reconnects += u.connects - 1
+
+        # Every predictions client keeps receiving the demo's predictions, in order, each
+        # once, gaps only where a data_refresh stood for them.
+        for p in pclients:
+            seen = p.received
+            await wait_for(
+                lambda p=p, seen=seen: p.received >= seen + 2,
+                f"seed {seed}: predictions reaching {p.user}",
+            )
+            assert p.violations == [], (seed, p.violations)
+            figures.predictions += p.received
+            figures.reconnects += p.connects - 1
+            figures.resyncs += p.refreshes
 
         for k in kclients:
             figures.reconnects += k.connects - 1
