@@ -2,16 +2,41 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from urllib.parse import parse_qsl, urlsplit
 
-from rt.engine._base import Engine, Listener
+from rt.engine._base import (
+    Engine,
+    EngineUnavailable,
+    GapListener,
+    Listener,
+    StatusListener,
+    check_publish_item,
+)
 from rt.engine.memory import MemoryEngine
 
-__all__ = ["Engine", "Listener", "MemoryEngine", "open_engine"]
+__all__ = [
+    "Engine",
+    "EngineUnavailable",
+    "GapListener",
+    "Listener",
+    "MemoryEngine",
+    "StatusListener",
+    "check_publish_item",
+    "connect_engine",
+    "is_redis_url",
+    "open_engine",
+]
+
+
+def is_redis_url(url: str) -> bool:
+    return urlsplit(url).scheme in ("redis", "rediss")
 
 
 def open_engine(url: str) -> Engine:
-    """Create the engine that ``url`` names.
+    """Create the in-process engine that ``url`` names (the Redis engine needs a connection:
+    see `connect_engine`).
 
     Accepted: ``memory``, ``memory://`` and ``memory://?history=N`` (N updates of history per
     topic, default 1000). Anything else raises ValueError saying what is wrong.
@@ -19,10 +44,12 @@ def open_engine(url: str) -> Engine:
     if url == "memory":
         return MemoryEngine()
     parts = urlsplit(url)
-    if parts.scheme in ("redis", "rediss"):
-        raise ValueError(f"the Redis engine is not available yet (engine URL {url!r})")
+    if is_redis_url(url):
+        raise ValueError(f"engine URL {parts.scheme}://...: the Redis engine needs connect_engine")
     if parts.scheme != "memory":
-        raise ValueError(f"unknown engine URL {url!r}: expected 'memory' or 'memory://'")
+        raise ValueError(
+            f"unknown engine URL {url!r}: expected 'memory', 'memory://' or redis://HOST:PORT/DB"
+        )
     if parts.netloc or parts.path or parts.fragment:
         raise ValueError(f"engine URL {url!r}: a memory URL has no host or path, only ?history=N")
     options = dict(parse_qsl(parts.query, keep_blank_values=True, strict_parsing=False))
@@ -35,3 +62,42 @@ def open_engine(url: str) -> Engine:
     if not history.isdigit() or int(history) < 1:
         raise ValueError(f"engine URL {url!r}: history must be a positive integer, got {history!r}")
     return MemoryEngine(history_size=int(history))
+
+
+@asynccontextmanager
+async def connect_engine(
+    url: str,
+    *,
+    history_size: int,
+    wall_ms: Callable[[], int],
+    key_prefix: str = "rt:",
+    timeout_s: float = 5.0,
+) -> AsyncIterator[Engine]:
+    """Open the engine that ``url`` names and close it on exit.
+
+    ``memory`` (or ``memory://``) is a `MemoryEngine` with ``history_size``; ``redis://`` and
+    ``rediss://`` URLs a Redis engine, yielded once Redis has answered (it retries until
+    then, logging why). ValueError at once for a URL that cannot be right.
+    """
+    engine: Engine
+    if is_redis_url(url):
+        # Imported here: only the Redis engine's module imports coredis.
+        from rt.engine.redis import open_redis_engine
+
+        async with open_redis_engine(
+            url,
+            key_prefix=key_prefix,
+            history_size=history_size,
+            wall_ms=wall_ms,
+            timeout_s=timeout_s,
+        ) as engine:
+            yield engine
+        return
+    if url in ("memory", "memory://"):
+        engine = MemoryEngine(history_size=history_size, wall_ms=wall_ms)
+    else:
+        engine = open_engine(url)
+    try:
+        yield engine
+    finally:
+        await engine.aclose()

@@ -14,6 +14,34 @@ from rt.model import Json, Snapshot, Update, UpdateKind
 #: Called synchronously with every published update; see `Engine.add_listener`.
 Listener = Callable[[Update], None]
 
+#: Called synchronously with a watched topic whose updates may have been missed; see
+#: `Engine.add_gap_listener`.
+GapListener = Callable[[str], None]
+
+#: Called synchronously with True when the engine can publish again, False when it cannot;
+#: see `Engine.add_status_listener`.
+StatusListener = Callable[[bool], None]
+
+
+class EngineUnavailable(ConnectionError):
+    """The engine cannot reach the store it shares with other nodes (Redis is down).
+
+    Raised by publish (nothing was published, or nothing that was acknowledged), snapshot and
+    updates; the message says which store and why. It is the store's fault, not the caller's:
+    an HTTP route answers 503, and a publisher tries again later.
+    """
+
+
+def check_publish_item(topic: str, data: Json, kind: UpdateKind) -> None:
+    """ValueError unless ``(topic, data, kind)`` can be published (see `Engine.publish`)."""
+    if kind == "patch":
+        if not isinstance(data, dict):
+            raise ValueError(
+                f"{topic}: a patch must be a JSON object, got {type(data).__name__} {data!r:.80}"
+            )
+    elif kind != "event":
+        raise ValueError(f"{topic}: kind must be 'patch' or 'event', got {kind!r}")
+
 
 class Engine(Protocol):
     """Orders the updates of each topic and keeps its state and a bounded history.
@@ -30,8 +58,12 @@ class Engine(Protocol):
     - The history holds the most recent updates (how many is the engine's setting) and always
       ends at the latest seq.
     - Listeners see every update of every topic exactly once, in seq order per topic. An update
-      published through this engine object reaches them before its ``publish`` returns (an
-      engine shared between processes also delivers the updates that other processes publish).
+      published through this engine object reaches them before its ``publish`` returns. An
+      engine shared between processes (Redis) also delivers the updates that other processes
+      publish, for the topics this process `watch`es (routing, not flooding: a node hears
+      only the topics it serves); when it may have missed some (its connection to the store
+      came back, or the store lost its data and the epoch changed), it tells its gap
+      listeners, which read what they missed with `updates`.
 
     Updates and snapshots that an engine hands out are shared, read-only values: the ``data`` of
     an Update is the publisher's object, not a copy, so neither the publisher nor a listener may
@@ -78,14 +110,39 @@ class Engine(Protocol):
         ...
 
     def topics(self) -> list[str]:
-        """Return every topic that has been published to in the current epoch, sorted."""
+        """Return every topic that has been published to in the current epoch, sorted.
+
+        An engine shared between processes knows only the topics this process published to
+        or watched.
+        """
         ...
 
     def position(self, topic: str) -> tuple[str, int]:
         """Return ``(epoch, latest seq)`` of ``topic`` without awaiting; seq 0 if never published.
 
-        Since it cannot yield, no publish can slip in between reading it and acting on it.
+        Since it cannot yield, no publish can slip in between reading it and acting on it. An
+        engine shared between processes answers with the latest update delivered to this
+        process's listeners, and with the current epoch as soon as it has learnt of a new one.
         """
+        ...
+
+    async def watch(self, topic: str) -> None:
+        """Deliver to the listeners the updates of ``topic`` that other processes publish.
+
+        Returns once they will be (an update published after that reaches the listeners), or
+        once the connection to the store was lost (the gap listeners hear of ``topic`` when
+        it is back). Counted: each watch needs its own `unwatch`. A no-op for an engine that
+        no other process shares.
+        """
+        ...
+
+    def unwatch(self, topic: str) -> None:
+        """Undo one `watch` of ``topic``; after the last, other processes' updates stop."""
+        ...
+
+    @property
+    def available(self) -> bool:
+        """Whether publishes can go through now (False while a shared store is out of reach)."""
         ...
 
     def add_listener(self, listener: Listener) -> None:
@@ -103,6 +160,18 @@ class Engine(Protocol):
         A listener may remove itself (or another) while being called; the update being
         delivered still reaches every listener registered when its publish began.
         """
+        ...
+
+    def add_gap_listener(self, listener: GapListener) -> None:
+        """Call ``listener(topic)`` for each watched topic whose updates may have been missed.
+
+        Called synchronously, like a listener, after `position` already reflects what the
+        engine knows again (a new epoch, or the same one).
+        """
+        ...
+
+    def add_status_listener(self, listener: StatusListener) -> None:
+        """Call ``listener(available)`` whenever `available` changes (synchronously)."""
         ...
 
     async def aclose(self) -> None:

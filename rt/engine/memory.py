@@ -19,7 +19,7 @@ from itertools import islice
 
 import trio
 
-from rt.engine._base import Engine, Listener
+from rt.engine._base import Engine, GapListener, Listener, StatusListener, check_publish_item
 from rt.mergepatch import apply, apply_in_place
 from rt.model import HistoryGone, Json, Snapshot, Update, UpdateKind
 
@@ -75,13 +75,13 @@ class MemoryEngine(Engine):
 
     async def publish(self, topic: str, data: Json, *, kind: UpdateKind = "patch") -> Update:
         await self._checkpoint()
-        _check_item(topic, data, kind)
+        check_publish_item(topic, data, kind)
         return self._publish_now(topic, data, kind)
 
     async def publish_many(self, items: Sequence[tuple[str, Json, UpdateKind]]) -> list[Update]:
         await self._checkpoint()
         for topic, data, kind in items:
-            _check_item(topic, data, kind)
+            check_publish_item(topic, data, kind)
         return [self._publish_now(topic, data, kind) for topic, data, kind in items]
 
     def _publish_now(self, topic: str, data: Json, kind: UpdateKind) -> Update:
@@ -138,6 +138,22 @@ class MemoryEngine(Engine):
         except ValueError:
             raise ValueError(f"{listener!r} is not a listener of {self!r}") from None
 
+    async def watch(self, topic: str) -> None:
+        await trio.lowlevel.checkpoint()  # every update of this process reaches the listeners
+
+    def unwatch(self, topic: str) -> None:
+        pass
+
+    @property
+    def available(self) -> bool:
+        return True  # nothing to lose touch with
+
+    def add_gap_listener(self, listener: GapListener) -> None:
+        pass  # never misses an update
+
+    def add_status_listener(self, listener: StatusListener) -> None:
+        pass  # always available
+
     async def aclose(self) -> None:
         self._closed = True
         await trio.lowlevel.checkpoint()
@@ -146,13 +162,3 @@ class MemoryEngine(Engine):
         await trio.lowlevel.checkpoint()
         if self._closed:
             raise trio.ClosedResourceError(f"{self!r} is closed")
-
-
-def _check_item(topic: str, data: Json, kind: UpdateKind) -> None:
-    if kind == "patch":
-        if not isinstance(data, dict):
-            raise ValueError(
-                f"{topic}: a patch must be a JSON object, got {type(data).__name__} {data!r:.80}"
-            )
-    elif kind != "event":
-        raise ValueError(f"{topic}: kind must be 'patch' or 'event', got {kind!r}")
