@@ -45,13 +45,29 @@ class DeliveryOrder:
             track = self._tracks[topic] = _Track()
         track.inflight += 1
 
-    def end(self, topic: str, update: Update | None) -> list[Update]:
-        """That publish is answered with ``update`` (None: it failed or was cancelled)."""
-        track = self._tracks[topic]
-        track.inflight -= 1
-        if update is not None:
-            self._hold(track, update)
-        return self._flush(track)
+    def end(self, answers: list[tuple[str, Update | None]]) -> list[Update]:
+        """Publishes begun for these topics are answered, each with its update (None: it failed
+        or was cancelled). The updates come out in the order of ``answers`` where their topics
+        allow (one batch of publishes reaches the listeners as it was published)."""
+        for topic, update in answers:
+            track = self._tracks[topic]
+            track.inflight -= 1
+            if update is not None:
+                self._hold(track, update)
+        ready: dict[str, list[Update]] = {}
+        for topic, _ in answers:
+            if topic not in ready:
+                ready[topic] = self._flush(self._tracks[topic])
+        out: list[Update] = []
+        for topic, update in answers:
+            if update is None:
+                continue
+            queue = ready[topic]
+            while queue and (queue[0].epoch != update.epoch or queue[0].seq <= update.seq):
+                out.append(queue.pop(0))
+        for queue in ready.values():
+            out += queue
+        return out
 
     def offer(self, update: Update) -> list[Update]:
         """An update heard from elsewhere (the topic's channel, the log)."""

@@ -75,7 +75,7 @@ def _json(data: Json) -> str:
 
 def default_backoff() -> tenacity.wait.wait_base:
     """Reconnect delays: 0.1 s doubling up to 5 s, plus up to 0.1 s of jitter."""
-    return tenacity.wait_exponential_jitter(initial=0.1, max=5.0, jitter=0.1)
+    return tenacity.wait_exponential_jitter(multiplier=0.1, max=5.0, jitter=0.1)
 
 
 def _reason(exc: BaseException) -> str:
@@ -199,10 +199,8 @@ class RedisEngine(Engine):
                 published[i] = Update(topic, epoch, int(seq), ts, kind, data)
             self._learn_epoch(epoch)
         finally:
-            deliver: list[Update] = []
-            for (topic, _, _), update in zip(items, published, strict=True):
-                deliver += self._order.end(topic, update)
-            self._deliver(deliver)
+            answers = [(topic, u) for (topic, _, _), u in zip(items, published, strict=True)]
+            self._deliver(self._order.end(answers))
         updates = [u for u in published if u is not None]
         # Held behind a gap that a concurrent publish of ours fills: wait for it.
         for update in updates:
@@ -330,19 +328,19 @@ class RedisEngine(Engine):
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Connect (retrying with backoff until Redis answers), report started, then keep the
-        reader connected until cancelled. Runs the coredis client's tasks inside."""
-        async with self._redis:
-            self._task_status = task_status
-            while True:
-                retrying = tenacity.AsyncRetrying(
-                    wait=self._backoff,
-                    retry=tenacity.retry_if_exception_type(_LOST),
-                    sleep=self._sleep_before_retry,
-                )
-                try:
-                    await retrying(self._read)
-                except _ReaderLost:
-                    continue  # it was up: reconnect at once, the backoff starts again
+        reader connected until cancelled. The coredis client must be open (`open_redis_engine`
+        opens it around this)."""
+        self._task_status = task_status
+        while True:
+            retrying = tenacity.AsyncRetrying(
+                wait=self._backoff,
+                retry=tenacity.retry_if_exception_type(_LOST),
+                sleep=self._sleep_before_retry,
+            )
+            try:
+                await retrying(self._read)
+            except _ReaderLost:
+                continue  # it was up: reconnect at once, the backoff starts again
 
     async def _sleep_before_retry(self, delay: float) -> None:
         self._set_available(False)
@@ -538,7 +536,8 @@ async def open_redis_engine(
         wall_ms=wall_ms,
         timeout_s=timeout_s,
     )
-    async with trio.open_nursery() as nursery:
+    # The client's own tasks (one per connection) live in a task group it opens here.
+    async with engine._redis, trio.open_nursery() as nursery:
         await nursery.start(engine.serve)
         try:
             yield engine

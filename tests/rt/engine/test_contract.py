@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
 import pytest
@@ -17,9 +17,10 @@ import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rt.engine import Engine, MemoryEngine, open_engine
+from rt.engine import Engine, MemoryEngine, connect_engine, open_engine
 from rt.mergepatch import apply
 from rt.model import HistoryGone, Json, Update, UpdateKind
+from tests.redis_server import RedisServer
 
 WallMs = Callable[[], int]
 
@@ -45,7 +46,20 @@ async def memory_engine(*, history_size: int, wall_ms: WallMs) -> AsyncIterator[
         await engine.aclose()
 
 
-ENGINE_FACTORIES = [pytest.param(memory_engine, id="memory")]
+@asynccontextmanager
+async def redis_engine(*, history_size: int, wall_ms: WallMs) -> AsyncIterator[Engine]:
+    """An engine on the session's redis-server, under a key prefix of its own (so empty)."""
+    server = RedisServer.shared()
+    async with connect_engine(
+        server.url, history_size=history_size, wall_ms=wall_ms, key_prefix=server.new_prefix()
+    ) as engine:
+        yield engine
+
+
+ENGINE_FACTORIES = [
+    pytest.param(memory_engine, id="memory"),
+    pytest.param(redis_engine, id="redis"),
+]
 
 
 @pytest.fixture(params=ENGINE_FACTORIES)
@@ -56,16 +70,29 @@ def engine_factory(request: pytest.FixtureRequest) -> EngineFactory:
 
 @pytest.fixture
 async def make_engine(engine_factory: EngineFactory) -> AsyncIterator[MakeEngine]:
-    """Make fresh engines of the kind under test; they are closed when the test ends."""
-    async with AsyncExitStack() as stack:
+    """Make fresh engines of the kind under test; they are closed when the test ends.
+
+    Each engine is opened and closed by a task of this fixture's nursery: an engine may run
+    tasks of its own (the Redis engine's reader), which must end in the task they began in.
+    """
+    done = trio.Event()
+
+    async def hold(
+        history_size: int, wall_ms: WallMs, *, task_status: trio.TaskStatus[Engine]
+    ) -> None:
+        async with engine_factory(history_size=history_size, wall_ms=wall_ms) as engine:
+            task_status.started(engine)
+            await done.wait()
+
+    async with trio.open_nursery() as nursery:
 
         async def make(*, history_size: int = 1000, wall_ms: WallMs | None = None) -> Engine:
             clock = wall_ms if wall_ms is not None else itertools.count(1_000_000).__next__
-            return await stack.enter_async_context(
-                engine_factory(history_size=history_size, wall_ms=clock)
-            )
+            engine: Engine = await nursery.start(hold, history_size, clock)
+            return engine
 
         yield make
+        done.set()
 
 
 class Recorder:
@@ -472,8 +499,8 @@ async def test_open_engine_memory(url: str, history_size: int) -> None:
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("redis://localhost:6379/0", "the Redis engine is not available yet"),
-        ("rediss://example.com", "the Redis engine is not available yet"),
+        ("redis://localhost:6379/0", "the Redis engine needs connect_engine"),
+        ("rediss://example.com", "the Redis engine needs connect_engine"),
         ("postgres://x", "unknown engine URL"),
         ("", "unknown engine URL"),
         ("memory://host", "no host or path"),
