@@ -83,7 +83,11 @@ def _serve_parser(sub: Any) -> None:
         help="with --admin-port, whether the public port still serves the operator routes "
         "(RT_ADMIN_ROUTES_ON_PUBLIC_PORT, default on)",
     )
-    p.add_argument("--engine", help="engine URL: memory (RT_ENGINE, default memory)")
+    p.add_argument(
+        "--engine",
+        help="engine URL: memory, or redis://[:PASSWORD@]HOST:PORT/DB (rediss:// for TLS) to "
+        "share topics with other nodes (RT_ENGINE, else REDIS_URL, default memory)",
+    )
     p.add_argument(
         "--demo-feed",
         action=argparse.BooleanOptionalAction,
@@ -131,6 +135,8 @@ def _serve_parser(sub: Any) -> None:
 
 def build_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
     values = settings_from_env(env)
+    if "engine_url" not in values and env.get("REDIS_URL"):
+        values["engine_url"] = env["REDIS_URL"]  # seed 001's name for it
     flags = {
         "host": args.host,
         "port": args.port,
@@ -158,10 +164,12 @@ def build_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from rt.engine import check_engine_url
     from rt.server import dev_settings, serve_until_signalled
 
     try:
         settings, generated = dev_settings(build_settings(args, os.environ))
+        check_engine_url(settings.engine_url)
     except ValueError as exc:
         print(f"rt: {exc}", file=sys.stderr)
         return 2

@@ -18,7 +18,7 @@ in this order and stop in reverse; the engine closes last.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
 from typing import Any, ClassVar
 
@@ -26,7 +26,7 @@ from actors import Actor, ActorSystem, ChildSpec, Strategy, Supervisor, open_sys
 from rt.delivery.hub import Hub, RoomKeeper
 from rt.dialects import DIALECTS
 from rt.dialects.uof.desk import DeskClient
-from rt.engine import Engine, MemoryEngine, open_engine
+from rt.engine import Engine, connect_engine
 from rt.feeds import demo_feed_specs, feed_specs
 from rt.feeds.demo import DemoFeed
 from rt.http.admin import AdminGate
@@ -44,7 +44,9 @@ class EngineActor(Actor):
         self.url = url
 
     def describe(self) -> dict[str, Any]:
-        return {"url": self.url, "topics": len(self.engine.topics())}
+        statistics = getattr(self.engine, "statistics", None)
+        extra = statistics() if statistics is not None else {}
+        return {"url": self.url, "topics": len(self.engine.topics()), **extra}
 
     async def run(self) -> None:
         await self.stop_requested.wait()
@@ -124,18 +126,22 @@ class Server:
         return line
 
 
-def make_engine(settings: Settings) -> Engine:
-    if settings.engine_url in ("memory", "memory://"):
-        return MemoryEngine(history_size=settings.history_size, wall_ms=settings.wall_ms)
-    return open_engine(settings.engine_url)
+def open_engine_for(settings: Settings) -> AbstractAsyncContextManager[Engine]:
+    """The engine that the settings name, opened (a Redis engine once Redis answers)."""
+    return connect_engine(
+        settings.engine_url,
+        history_size=settings.history_size,
+        wall_ms=settings.wall_ms,
+        key_prefix=settings.redis_key_prefix,
+        timeout_s=settings.redis_timeout_s,
+    )
 
 
 @asynccontextmanager
 async def open_core(settings: Settings) -> AsyncIterator[Server]:
     """Start every actor of a server but its listeners: no port is bound, so tests run it
     on the virtual clock and hand it connections themselves."""
-    engine = make_engine(settings)
-    async with open_system(shutdown_timeout_s=15.0) as system:
+    async with open_engine_for(settings) as engine, open_system(shutdown_timeout_s=15.0) as system:
         server = Server(settings, system, engine)
         hub = server.hub
         await system.spawn(ChildSpec("engine", lambda: EngineActor(engine, settings.engine_url)))

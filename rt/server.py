@@ -21,11 +21,11 @@ import trio
 
 from actors import ChildSpec
 from rt.auth import MIN_SECRET_BYTES
-from rt.core import Server, make_engine, open_core
+from rt.core import Server, open_core, open_engine_for
 from rt.settings import Settings
 from rt.ws.listener import Listener
 
-__all__ = ["Server", "dev_settings", "make_engine", "open_server", "serve_until_signalled"]
+__all__ = ["Server", "dev_settings", "open_engine_for", "open_server", "serve_until_signalled"]
 
 
 def dev_settings(settings: Settings) -> tuple[Settings, list[str]]:

@@ -87,6 +87,10 @@ class Settings:
     history_size: int = 1000
     room_idle_s: float = 30.0
 
+    # the Redis engine (engine_url redis://...)
+    redis_key_prefix: str = "rt:"
+    redis_timeout_s: float = 5.0
+
     # upstream feeds
     feed_urls: tuple[str, ...] = ()
     feed_grace_s: float = 5.0

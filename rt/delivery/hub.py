@@ -89,6 +89,7 @@ class Hub:
         self._user_positions: dict[str, int] = {}
         self.messages_published = 0
         engine.add_listener(self._on_update)
+        engine.add_gap_listener(self._on_gap)
 
     # -- publishing -----------------------------------------------------------------------
 
@@ -115,6 +116,13 @@ class Hub:
             room.tell_control(CatchUp())
         except MailboxClosed:
             pass  # the room is stopping; a new one loads from the engine
+
+    def _on_gap(self, topic: str) -> None:
+        """The engine may have missed updates of ``topic`` (it lost its connection to Redis,
+        or Redis lost its data): the room reads what it missed, or reloads."""
+        room = self.system.lookup(room_path(topic))
+        if room is not None:
+            room.tell_control(CatchUp())
 
     async def serve_orphans(self) -> None:
         """Start the room of every topic found with subscribers or joins and no room (the

@@ -130,7 +130,14 @@ class MarketRoom(Actor):
         }
 
     async def on_start(self) -> None:
-        await self._reload()
+        # Watched before the first read, so that no update published after the read can
+        # pass us by (an engine shared between nodes delivers only watched topics).
+        await self.hub.engine.watch(self.topic)
+        try:
+            await self._reload()
+        except BaseException:
+            self.hub.engine.unwatch(self.topic)
+            raise
         # Subscribers already in the table came from an earlier incarnation of this room,
         # and so may joins it took into its mailbox and never served.
         for outbox in list(self.subscribers.outboxes.values()):
@@ -139,6 +146,12 @@ class MarketRoom(Actor):
             self._join(join)
 
     async def run(self) -> None:
+        try:
+            await self._serve()
+        finally:
+            self.hub.engine.unwatch(self.topic)
+
+    async def _serve(self) -> None:
         idle_s = self.hub.settings.room_idle_s
         get = self.mailbox.get
         while True:
@@ -276,9 +289,12 @@ class MarketRoom(Actor):
             except HistoryGone:
                 pass
         log.warning("%s: lost track of the engine (epoch or history); reloading", self.path)
+        epoch = self.epoch
         await self._reload()
         for outbox in list(self.subscribers.outboxes.values()):
-            self._bring_up_to_date(outbox, outbox.position(self.topic), None, notice=False)
+            # The positions our subscribers hold are of the epoch we had: if the engine's
+            # changed, none of them can be replayed, whatever its seq now.
+            self._bring_up_to_date(outbox, outbox.position(self.topic), epoch, notice=False)
 
     async def _reload(self) -> None:
         """Load the topic's state from the engine, and the history up to it.

@@ -15,6 +15,7 @@ from rt.engine._base import (
     check_publish_item,
 )
 from rt.engine.memory import MemoryEngine
+from rt.engine.redis_url import parse_redis_url
 
 __all__ = [
     "Engine",
@@ -23,6 +24,7 @@ __all__ = [
     "Listener",
     "MemoryEngine",
     "StatusListener",
+    "check_engine_url",
     "check_publish_item",
     "connect_engine",
     "is_redis_url",
@@ -32,6 +34,14 @@ __all__ = [
 
 def is_redis_url(url: str) -> bool:
     return urlsplit(url).scheme in ("redis", "rediss")
+
+
+def check_engine_url(url: str) -> None:
+    """ValueError saying what is wrong with ``url``, without connecting to anything."""
+    if is_redis_url(url):
+        parse_redis_url(url)
+    else:
+        open_engine(url)
 
 
 def open_engine(url: str) -> Engine:
