@@ -315,6 +315,11 @@ class RedisEngine(Engine):
 
     # -- lifecycle -------------------------------------------------------------------------
 
+    @property
+    def busy(self) -> bool:
+        """Whether a command of this engine is waiting for Redis."""
+        return self._busy > 0
+
     async def wait_idle(self) -> None:
         """Return once no command of this engine is waiting for Redis (tests use it to tell
         a quiet system from one whose replies are on the wire)."""
