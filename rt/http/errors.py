@@ -16,6 +16,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from rt.engine import EngineUnavailable
+
 __all__ = ["ApiError", "error_response", "install"]
 
 
@@ -62,6 +64,11 @@ def install(app: FastAPI, describe_problem: Any) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status, exc.code, exc.message, headers=exc.headers, **exc.extra)
+
+    @app.exception_handler(EngineUnavailable)
+    async def engine_down(_: Request, exc: EngineUnavailable) -> JSONResponse:
+        # The shared store (Redis) is out of reach: nothing was published; try again later.
+        return error_response(503, "ENGINE_UNAVAILABLE", str(exc), headers={"Retry-After": "1"})
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

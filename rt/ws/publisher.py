@@ -36,6 +36,7 @@ from rt.delivery.publishing import (
     parse_update,
     publish_batch,
 )
+from rt.engine import EngineUnavailable
 from rt.jsontext import dumps, loads, show
 from rt.ws.frames import frame_text
 from rt.ws.socket_actor import SocketActor
@@ -61,6 +62,9 @@ BAD_JSON = "BAD_JSON"
 UNKNOWN_TYPE = "UNKNOWN_TYPE"
 INVALID_PUBLISH = "INVALID_PUBLISH"
 BINARY_NOT_SUPPORTED = "BINARY_NOT_SUPPORTED"
+#: The shared store (Redis) is out of reach: the batch was not answered; send it again later
+#: (the updates before the failure may be published: a batch is published in order, not whole).
+ENGINE_UNAVAILABLE = "ENGINE_UNAVAILABLE"
 
 CorrelationId = int | str | None
 
@@ -173,7 +177,11 @@ class PublisherSession(SocketActor):
         except FrameError as error:
             self.errors += 1
             return encode_error(error.code, error.message, error.correlation_id)
-        results = await publish_batch(self.hub, batch.updates)
+        try:
+            results = await publish_batch(self.hub, batch.updates)
+        except EngineUnavailable as exc:  # the shared store is down: nothing acknowledged
+            self.errors += 1
+            return encode_error(ENGINE_UNAVAILABLE, str(exc), correlation_id)
         self.published += len(results)
         return encode_published(correlation_id, results)
 

@@ -55,6 +55,15 @@ class Core:
         self._ids = 0
         self.last_path = ""
 
+    async def settle(self) -> bool:
+        """Wait until the engine has no command on the wire (a Redis engine's replies are
+        real I/O, which Trio's idea of "every task blocked" cannot see). True if it had."""
+        wait_idle = getattr(self.engine, "wait_idle", None)
+        if wait_idle is None or not self.engine.busy:
+            return False
+        await wait_idle()
+        return True
+
     async def publish(self, market: int | str, patch: dict[str, Any]) -> int:
         update = await self.hub.publish(f"market:{market}", patch)
         return update.seq
