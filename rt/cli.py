@@ -126,6 +126,13 @@ def _serve_parser(sub: Any) -> None:
         help="on a failure at start, print the whole traceback instead of one line",
     )
     p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="run N server processes on the same port (SO_REUSEPORT), supervised by this one; "
+        "more than 1 needs --engine redis://",
+    )
+    p.add_argument(
         "--log-json",
         action="store_true",
         default=None,
@@ -179,10 +186,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     def ready(line: str) -> None:
         print(line, flush=True)
 
-    busy = busy_port(settings)
+    if args.workers != 1:
+        from rt.workers import refusal, serve_workers
+
+        problem = refusal(settings, args.workers)
+        if problem is not None:
+            print(f"rt: {problem}", file=sys.stderr, flush=True)
+            return 2
+    busy = None if settings.reuse_port else busy_port(settings)  # a worker shares its port
     if busy is not None:
         print(f"rt: {busy}", file=sys.stderr, flush=True)
         return 1
+    if args.workers > 1:
+        serve_args = args.argv[args.argv.index("serve") + 1 :]
+        return serve_workers(settings, args.workers, serve_args, ready)
     try:
         trio.run(serve_until_signalled, settings, ready)
     except Exception as exc:
@@ -319,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     json_lines = bool(getattr(args, "log_json", None)) or _env_bool(
         os.environ.get("RT_LOG_JSON", "false"), "RT_LOG_JSON"
     )

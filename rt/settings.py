@@ -25,6 +25,8 @@ class Settings:
     admin_port: int | None = None
     #: With an admin port, whether the public port still serves the operator routes.
     admin_routes_on_public_port: bool = True
+    #: Listen with SO_REUSEPORT, so that several processes share the ports (``--workers``).
+    reuse_port: bool = False
     engine_url: str = "memory"
     demo_feed: bool = True
     dev: bool = False

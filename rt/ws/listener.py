@@ -70,7 +70,10 @@ class Listener(Actor):
     async def run(self) -> None:
         settings = self.server.settings
         port = settings.port if self.role == "public" else settings.admin_port
-        listeners = await trio.open_tcp_listeners(port or 0, host=settings.host)
+        if settings.reuse_port:
+            listeners = await _shared_listeners(settings.host, port or 0)
+        else:
+            listeners = await trio.open_tcp_listeners(port or 0, host=settings.host)
         handed_over = ChannelListener()
         self._websockets = handed_over
         websockets = WebSocketServer(
@@ -365,3 +368,23 @@ def connection_spec(
         restart=Restart.TEMPORARY,
         shutdown_timeout_s=3.0,
     )
+
+
+async def _shared_listeners(host: str, port: int) -> list[trio.SocketListener]:
+    """Listeners on ``host:port`` with SO_REUSEPORT: the kernel spreads the connections over
+    every process listening so (``rt serve --workers N``)."""
+    listeners = []
+    for family, kind, proto, _, address in await trio.socket.getaddrinfo(
+        host, port, type=trio.socket.SOCK_STREAM
+    ):
+        sock = trio.socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
+            sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEPORT, 1)
+            await sock.bind(address)
+            sock.listen(1024)
+        except BaseException:
+            sock.close()
+            raise
+        listeners.append(trio.SocketListener(sock))
+    return listeners
