@@ -33,6 +33,7 @@ from rt.http.admin import AdminGate
 from rt.settings import Settings
 from rt.ws.exclusive import ExclusiveKeys
 from rt.ws.handshake import OpenSockets
+from rt.ws.notices import engine_status_notifier
 from rt.ws.stats import ConnectionStats
 
 
@@ -143,6 +144,7 @@ async def open_core(settings: Settings) -> AsyncIterator[Server]:
     on the virtual clock and hand it connections themselves."""
     async with open_engine_for(settings) as engine, open_system(shutdown_timeout_s=15.0) as system:
         server = Server(settings, system, engine)
+        engine.add_status_listener(engine_status_notifier(system, settings.wall_ms))
         hub = server.hub
         await system.spawn(ChildSpec("engine", lambda: EngineActor(engine, settings.engine_url)))
         await system.spawn(

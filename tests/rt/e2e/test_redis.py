@@ -82,6 +82,11 @@ async def test_redis_down_refuses_publishes_and_an_empty_redis_changes_the_epoch
         snapshots = await kmarket.subscribe(1001)
         first_epoch = snapshots[1001]["epoch"]
         own_redis.kill()
+        # The client is told in its dialect that every market is suspended.
+        notice = await kmarket.recv()
+        assert (notice["type"], notice["event_type"]) == ("broadcast", "system_status")
+        assert notice["data"]["engine"] == "unavailable"
+        assert notice["data"]["markets"] == "suspended"
         with trio.fail_after(TIMEOUT_S):
             while True:  # refused once the engine has seen its connection go
                 response = await override(server, 1001, {"n": 2})
@@ -101,9 +106,10 @@ async def test_redis_down_refuses_publishes_and_an_empty_redis_changes_the_epoch
                 if (await override(server, 1001, {"n": 3})).status_code == 200:
                     break
                 await trio.sleep(0.1)
-        # The client is told with a snapshot of the new epoch, never a silent reset of seq.
+        # The client is told the store is back, and gets a snapshot of the new epoch: never
+        # a silent reset of seq.
+        back = await kmarket.recv()
+        assert (back["event_type"], back["data"]["engine"]) == ("system_status", "available")
         message = await kmarket.recv()
-        while message.get("type") != "snapshot":
-            message = await kmarket.recv()
         assert message["epoch"] != first_epoch
         assert message.get("reason") == "epoch_changed"

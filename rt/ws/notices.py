@@ -1,0 +1,50 @@
+"""Telling every open connection, in its own dialect, that the engine came and went.
+
+With the Redis engine the shared store can be lost while rt runs. Nothing is published then
+(publishes are refused), so no update can carry the news: every connection gets one control
+message instead, ``system_status`` in its dialect's broadcast form (KMarket and UOF
+``broadcast``, the predictions dialect's RealtimeEvent, the topics dialect's ``broadcast``),
+once when the engine is lost and once when it is back. Clients treat every market as
+suspended in between; when it is back each room catches up (or sends a snapshot saying the
+epoch changed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from actors import ActorState, ActorSystem
+from rt.dialects.base import Codec
+from rt.ws.connection import Connection
+
+LOST = {
+    "engine": "unavailable",
+    "markets": "suspended",
+    "message": "the shared store is out of reach: every market is suspended until it is back",
+}
+BACK = {"engine": "available", "markets": "resumed", "message": "the shared store is back"}
+
+
+def engine_status_notifier(
+    system: ActorSystem, wall_ms: Callable[[], int]
+) -> Callable[[bool], None]:
+    """A status listener for the engine (``Engine.add_status_listener``)."""
+
+    def notify(available: bool) -> None:
+        data = BACK if available else LOST
+        ts = wall_ms()
+        texts: dict[Codec, str] = {}
+        for cell in system.registry.cells():
+            actor = cell.actor
+            if (
+                isinstance(actor, Connection)
+                and cell.state is ActorState.RUNNING
+                and not actor.outbox.closed
+            ):
+                codec = actor.outbox.codec
+                text = texts.get(codec)
+                if text is None:
+                    text = texts[codec] = codec.encode_broadcast("system_status", data, ts=ts)
+                actor.outbox.send_text(text)
+
+    return notify
