@@ -41,6 +41,7 @@ from rt.client import KMarketClient
 from rt.dialects.topics.aggregator import MAKERS
 from rt.dialects.topics.demo import INSTRUMENTS as DEMO_INSTRUMENTS
 from rt.server import Server, open_server
+from tests.redis_server import RedisServer
 from tests.rt.e2e._support import make_token
 from tests.rt.harness import settings
 
@@ -59,8 +60,8 @@ RSS_TOLERANCE = 96 * 1024 * 1024
 CLIENT_RCVBUF = 4096
 
 
-def _seeds() -> list[int]:
-    raw = os.environ.get("RT_CHAOS_SEEDS", "3")
+def _seeds(raw: str | None = None) -> list[int]:
+    raw = os.environ.get("RT_CHAOS_SEEDS", "3") if raw is None else raw
     if "," in raw:
         return [int(s) for s in raw.split(",") if s.strip()]
     return list(range(1, int(raw) + 1))
@@ -475,11 +476,16 @@ async def caught_up(server: Server, client: KMarketClient) -> bool:
     return True
 
 
-async def run_seed(seed: int) -> Figures:
+async def run_seed(seed: int, engine: str = "memory") -> Figures:
     rng = random.Random(seed)
     figures = Figures(seed=seed, seconds=RUN_S)
     started = time.monotonic()
+    shared: dict[str, Any] = {}
+    if engine == "redis":  # every topic in a real redis-server (tests/redis_server.py)
+        redis = RedisServer.shared()
+        shared = {"engine_url": redis.url, "redis_key_prefix": redis.new_prefix()}
     s = settings(
+        **shared,
         host="127.0.0.1",
         port=0,
         demo_feed=True,
@@ -646,5 +652,15 @@ def write_report(figures: Figures) -> None:
 @pytest.mark.parametrize("seed", _seeds())
 async def test_chaos(seed: int) -> None:
     figures = await run_seed(seed)
+    write_report(figures)
+    assert figures.publishes > 0 and figures.tickets > 0
+
+
+# The same faults with every topic in Redis: rooms watch and unwatch their channels as they
+# crash and restart. RT_CHAOS_REDIS_SEEDS sets the seeds as RT_CHAOS_SEEDS does (CI: one).
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("seed", _seeds(os.environ.get("RT_CHAOS_REDIS_SEEDS", "1")))
+async def test_chaos_on_redis(seed: int) -> None:
+    figures = await run_seed(seed, engine="redis")
     write_report(figures)
     assert figures.publishes > 0 and figures.tickets > 0
