@@ -31,7 +31,7 @@ from prometheus_client.core import (
     Metric,
 )
 
-from actors import ActorState, ActorSystem
+from actors import ActorSystem
 from rt.auth import TIERS
 from rt.delivery.hub import Hub
 from rt.dialects import DIALECTS
@@ -89,18 +89,6 @@ class Totals:
     #: Per tier (the predictions dialect): connections, events delivered, and events held
     #: back by the tier or by the connection's filters.
     tiers: dict[str, dict[str, int]]
-
-
-def live_connections(system: ActorSystem) -> Iterator[Connection]:
-    """Every Connection actor that is running and whose outbox is still open."""
-    for cell in system.registry.cells():
-        actor = cell.actor
-        if (
-            isinstance(actor, Connection)
-            and cell.state is ActorState.RUNNING
-            and not actor.outbox.closed
-        ):
-            yield actor
 
 
 def totals(source: MetricsSource) -> Totals:

@@ -11,10 +11,11 @@ epoch changed).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from actors import ActorState, ActorSystem
 from rt.dialects.base import Codec
+from rt.model import Json
 from rt.ws.connection import Connection
 
 LOST = {
@@ -25,26 +26,43 @@ LOST = {
 BACK = {"engine": "available", "markets": "resumed", "message": "the shared store is back"}
 
 
+def live_connections(system: ActorSystem) -> Iterator[Connection]:
+    """Every Connection actor that is running and whose outbox is still open."""
+    for cell in system.registry.cells():
+        actor = cell.actor
+        if (
+            isinstance(actor, Connection)
+            and cell.state is ActorState.RUNNING
+            and not actor.outbox.closed
+        ):
+            yield actor
+
+
+def tell_every_connection(
+    system: ActorSystem, event_type: str, data: Json, *, ts: int, skip: Codec | None = None
+) -> dict[str, int]:
+    """``event_type`` with ``data`` as a control message to every open connection (but
+    those speaking ``skip``), encoded once per dialect. Returns how many, by dialect."""
+    texts: dict[Codec, str] = {}
+    told: dict[str, int] = {}
+    for conn in live_connections(system):
+        codec = conn.outbox.codec
+        if codec is skip:
+            continue
+        text = texts.get(codec)
+        if text is None:
+            text = texts[codec] = codec.encode_broadcast(event_type, data, ts=ts)
+        conn.outbox.send_text(text)
+        told[codec.name] = told.get(codec.name, 0) + 1
+    return told
+
+
 def engine_status_notifier(
     system: ActorSystem, wall_ms: Callable[[], int]
 ) -> Callable[[bool], None]:
     """A status listener for the engine (``Engine.add_status_listener``)."""
 
     def notify(available: bool) -> None:
-        data = BACK if available else LOST
-        ts = wall_ms()
-        texts: dict[Codec, str] = {}
-        for cell in system.registry.cells():
-            actor = cell.actor
-            if (
-                isinstance(actor, Connection)
-                and cell.state is ActorState.RUNNING
-                and not actor.outbox.closed
-            ):
-                codec = actor.outbox.codec
-                text = texts.get(codec)
-                if text is None:
-                    text = texts[codec] = codec.encode_broadcast("system_status", data, ts=ts)
-                actor.outbox.send_text(text)
+        tell_every_connection(system, "system_status", BACK if available else LOST, ts=wall_ms())
 
     return notify

@@ -20,14 +20,13 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from rt.dialects.base import Codec
 from rt.dialects.predictions.codec import CODEC
 from rt.dialects.predictions.events import BROADCAST_FIELDS, PUBLISHABLE, BadEvent
 from rt.dialects.predictions.publisher import EventPublisher
 from rt.http.admin import require_admin
 from rt.http.errors import error_response
-from rt.http.metrics import live_connections
 from rt.jsontext import loads
+from rt.ws.notices import tell_every_connection
 
 if TYPE_CHECKING:
     from rt.server import Server
@@ -89,7 +88,14 @@ def routes(server: Server) -> APIRouter:
             return JSONResponse(answer, headers={"Idempotent-Replayed": "true"})
         by_dialect = {CODEC.name: answer["matched"]}
         if answer["event_type"] in SYSTEM_EVENTS:
-            by_dialect.update(_tell_other_dialects(server, answer["event_type"], body["data"]))
+            told = tell_every_connection(
+                server.system,
+                answer["event_type"],
+                body["data"],
+                ts=server.settings.wall_ms(),
+                skip=CODEC,  # predictions clients got it through its topic
+            )
+            by_dialect.update(told)
         answer["matched"] = sum(by_dialect.values())
         answer["matched_by_dialect"] = by_dialect
         log.info(
@@ -102,20 +108,3 @@ def routes(server: Server) -> APIRouter:
         return JSONResponse(answer)
 
     return router
-
-
-def _tell_other_dialects(server: Server, event_type: str, data: Any) -> dict[str, int]:
-    """A system event as a control message to every connection of another dialect."""
-    ts = server.settings.wall_ms()
-    frames: dict[Codec, str] = {}
-    told: dict[str, int] = {}
-    for conn in live_connections(server.system):
-        codec = conn.outbox.codec
-        if codec is CODEC:
-            continue
-        frame = frames.get(codec)
-        if frame is None:
-            frame = frames[codec] = codec.encode_broadcast(event_type, data, ts=ts)
-        conn.outbox.send_text(frame)
-        told[codec.name] = told.get(codec.name, 0) + 1
-    return told
