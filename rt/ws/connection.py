@@ -152,7 +152,6 @@ class Connection(SocketActor):
         if self.exclusive is not None:
             keys, key = self.exclusive
             keys.take(key, self)
-        opened_at = self.opened_at = trio.current_time()
         try:
             await self.serve_socket()
             if self._close is not None and self._close[0] == CLOSE_LIMIT:
@@ -170,7 +169,7 @@ class Connection(SocketActor):
                 self.hub.leave(topic, self.outbox)
         # Only now, with the outbox closed: no frame may follow the close frame.
         await self.close_socket()
-        self._log_closed(trio.current_time() - opened_at)
+        self._log_closed(trio.current_time() - self.opened_at)
 
     def _log_closed(self, duration_s: float) -> None:
         """One INFO line per connection, for operators: who, how long, how it ended."""

@@ -106,25 +106,21 @@ class Subscription:
             return [all_topic(self.kind), all_topic(DATA_REFRESH)]
         return [match_topic(m) for m in sorted(self.filters.match_ids or ())]
 
+    def _asked(self) -> list[str]:
+        """The event types this subscription takes on any tier, in the seed's order."""
+        wanted = self.filters.event_types
+        kinds = (*EVENT_TYPES_OF[self.kind], DATA_REFRESH)
+        return [t for t in kinds if wanted is None or t in wanted]
+
     def event_types(self, tier: str) -> list[str]:
         """What this subscription will deliver on ``tier``, in the seed's order."""
         allowed = allowed_event_types(tier)
-        wanted = self.filters.event_types
-        return [
-            t
-            for t in (*EVENT_TYPES_OF[self.kind], DATA_REFRESH)
-            if t in allowed and (wanted is None or t in wanted)
-        ]
+        return [t for t in self._asked() if t in allowed]
 
     def held_back(self, tier: str) -> list[str]:
         """What it asked for (or would take) that ``tier`` does not allow."""
         allowed = allowed_event_types(tier)
-        wanted = self.filters.event_types
-        return [
-            t
-            for t in (*EVENT_TYPES_OF[self.kind], DATA_REFRESH)
-            if t not in allowed and (wanted is None or t in wanted)
-        ]
+        return [t for t in self._asked() if t not in allowed]
 
 
 # -- reading filters ------------------------------------------------------------------------

@@ -222,15 +222,12 @@ class PredictionsSession:
         actions: list[Action] = [SetInterest(interest)]
         actions += [Join(t, quiet=True, announce=False) for t in topics if t not in old]
         actions += [Leave(t) for t in old if t not in topics]
-        changed_json: list[Json] = []
-        for sub in changed:
-            changed_json.append(sub.kind)
         actions.append(
             self._event(
                 USER_SUBSCRIPTION_CHANGED,
                 {
                     "action": action,
-                    "subscription_types": changed_json,
+                    "subscription_types": [sub.kind for sub in changed],
                     "tier": self.tier,
                     "subscriptions": [self._describe(s) for s in wanted.values()],
                 },

@@ -23,6 +23,17 @@ ADMIN = "admin-token-for-the-nodes-test-0123456789"
 UPDATES = 60
 
 
+def node_env(redis: RedisServer) -> dict[str, str]:
+    """The environment of `rt serve` nodes sharing a fresh, empty part of ``redis``."""
+    return _env(
+        RT_JWT_SECRET=SECRET,
+        RT_ADMIN_TOKEN=ADMIN,
+        RT_ENGINE=redis.url,
+        RT_REDIS_KEY_PREFIX=redis.new_prefix(),
+        RT_DEMO_FEED="false",
+    )
+
+
 async def wait_for(predicate: Any, what: str, within_s: float = 15.0) -> None:
     with trio.fail_after(within_s):
         for _ in range(100_000):  # every 10 ms, bounded by the deadline
@@ -38,13 +49,7 @@ async def wait_for(predicate: Any, what: str, within_s: float = 15.0) -> None:
 async def test_a_client_resumes_on_another_node_when_its_node_is_killed(
     redis_server: RedisServer,
 ) -> None:
-    env = _env(
-        RT_JWT_SECRET=SECRET,
-        RT_ADMIN_TOKEN=ADMIN,
-        RT_ENGINE=redis_server.url,
-        RT_REDIS_KEY_PREFIX=redis_server.new_prefix(),
-        RT_DEMO_FEED="false",
-    )
+    env = node_env(redis_server)
     with ExitStack() as stack:
         nodes = [stack.enter_context(serving("--port", "0", env=env)) for _ in range(3)]
         (a, _), (b, b_ready), (c, c_ready) = [(p, m) for p, m in nodes]
@@ -88,13 +93,7 @@ def children(pid: int) -> list[int]:
 async def test_workers_share_one_port_and_a_worker_that_dies_is_restarted(
     redis_server: RedisServer,
 ) -> None:
-    env = _env(
-        RT_JWT_SECRET=SECRET,
-        RT_ADMIN_TOKEN=ADMIN,
-        RT_ENGINE=redis_server.url,
-        RT_REDIS_KEY_PREFIX=redis_server.new_prefix(),
-        RT_DEMO_FEED="false",
-    )
+    env = node_env(redis_server)
     with serving("--workers", "2", "--port", "0", env=env) as (parent, ready):
         port = ready.group(2)
         workers = children(parent.pid)
