@@ -20,6 +20,9 @@ from rt.feeds.cli import add_sim_parser, run_sim
 from rt.logs import configure_logging
 from rt.settings import Settings
 
+#: Where ``rt serve`` listens for seed 003's clients unless told otherwise.
+DEFAULT_TRADING_PORT = 8081
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -31,6 +34,11 @@ def _env_bool(value: str, name: str) -> bool:
     if lowered in _FALSE:
         return False
     raise SystemExit(f"rt: {name} must be true or false, got {value!r}")
+
+
+def _optional_port(raw: str) -> int | None:
+    """A port number, or None for "off" (or nothing)."""
+    return None if raw.strip().lower() in ("", "off", "none") else int(raw)
 
 
 def settings_from_env(env: Mapping[str, str]) -> dict[str, Any]:
@@ -54,7 +62,7 @@ def settings_from_env(env: Mapping[str, str]) -> dict[str, Any]:
             elif isinstance(default, tuple):
                 found[field.name] = tuple(p.strip() for p in raw.split(",") if p.strip())
             elif field.type == "int | None":
-                found[field.name] = int(raw)
+                found[field.name] = _optional_port(raw)
             elif field.name == "demo_seed":
                 found[field.name] = int(raw)
             else:
@@ -82,6 +90,12 @@ def _serve_parser(sub: Any) -> None:
         default=None,
         help="with --admin-port, whether the public port still serves the operator routes "
         "(RT_ADMIN_ROUTES_ON_PUBLIC_PORT, default on)",
+    )
+    p.add_argument(
+        "--trading-port",
+        metavar="PORT",
+        help="a port whose /ws speaks the trading dialect, for seed 003's clients; 0 = any "
+        f"free, off = none (RT_TRADING_PORT, default {DEFAULT_TRADING_PORT})",
     )
     p.add_argument(
         "--engine",
@@ -157,6 +171,15 @@ def build_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings
         "require_token": tuple(args.require_token) if args.require_token else None,
     }
     values.update({k: v for k, v in flags.items() if v is not None})
+    if args.trading_port is not None:
+        try:
+            values["trading_port"] = _optional_port(args.trading_port)
+        except ValueError:
+            raise ValueError(
+                f"--trading-port: expected a port or off, got {args.trading_port!r}"
+            ) from None
+    elif "RT_TRADING_PORT" not in env:
+        values["trading_port"] = DEFAULT_TRADING_PORT
     settings = Settings(**values)
     from rt.dialects import DIALECTS
 
@@ -218,6 +241,8 @@ def busy_port(settings: Settings) -> str | None:
     ports = [("RT_PORT / --port", settings.port)]
     if settings.admin_port:
         ports.append(("RT_ADMIN_PORT / --admin-port", settings.admin_port))
+    if settings.trading_port:
+        ports.append(("RT_TRADING_PORT / --trading-port", settings.trading_port))
     for name, port in ports:
         if not port:
             continue

@@ -17,12 +17,14 @@ in this order and stop in reverse; the engine closes last.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
 from typing import Any, ClassVar
 
 from actors import Actor, ActorSystem, ChildSpec, Strategy, Supervisor, open_system
+from rt.auth import TokenVerifier
 from rt.delivery.hub import Hub, RoomKeeper
 from rt.dialects import DIALECTS
 from rt.dialects.uof.desk import DeskClient
@@ -72,15 +74,30 @@ class Server:
         self.ports: dict[str, int] = {"public": settings.port}
         if settings.admin_port is not None:
             self.ports["admin"] = settings.admin_port
+        if settings.trading_port is not None:
+            self.ports["trading"] = settings.trading_port
         #: Open WebSockets per address and in all, against their caps (rt/ws/handshake.py).
         self.open_sockets = OpenSockets(
             per_ip=settings.max_connections_per_ip, total=settings.max_connections
         )
+        self._tokens: TokenVerifier | None = None
+        #: Numbers the sockets' actors under ``conns`` (``c7``): one count for every
+        #: listener, so two ports never name two connections alike.
+        self.socket_numbers = itertools.count(1)
         self.admin_gate = AdminGate(
             settings.admin_token,
             max_failures=settings.admin_auth_max_failures,
             window_s=settings.admin_auth_window_s,
         )
+
+    @property
+    def tokens(self) -> TokenVerifier:
+        """Verifies client tokens (the handshake's, and in-band ``auth``), remembering the
+        ones it accepted."""
+        if self._tokens is None:
+            settings = self.settings
+            self._tokens = TokenVerifier(settings.jwt_secret, leeway_s=settings.jwt_leeway_s)
+        return self._tokens
 
     def listening(self, role: str, port: int) -> None:
         self.ports[role] = port
@@ -124,6 +141,8 @@ class Server:
         line = f"rt ready ws={self.ws_url} http={self.http_url}"
         if self.admin_url is not None:
             line += f" admin={self.admin_url}"
+        if "trading" in self.ports:
+            line += f" trading=ws://{self.settings.host}:{self.ports['trading']}/ws"
         return line
 
 

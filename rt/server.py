@@ -4,7 +4,8 @@ garbage collector's tuning, and running until a signal.
     root
     ├── ...         the core's actors (rt/core.py)
     ├── public      the public port: HTTP (Hypercorn) and WebSocket (trio-websocket)
-    └── admin       the operators' port (only with --admin-port)
+    ├── admin       the operators' port (only with --admin-port)
+    └── trading     a public port whose /ws speaks the trading dialect (--trading-port)
 
 The listeners start last and stop first, so nothing new arrives while the rest winds down.
 """
@@ -73,6 +74,8 @@ async def open_server(settings: Settings) -> AsyncIterator[Server]:
         await system.spawn(ChildSpec("public", lambda: Listener(server, "public")))
         if settings.admin_port is not None:
             await system.spawn(ChildSpec("admin", lambda: Listener(server, "admin")))
+        if settings.trading_port is not None:
+            await system.spawn(ChildSpec("trading", lambda: Listener(server, "trading")))
         yield server
 
 

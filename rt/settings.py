@@ -25,6 +25,9 @@ class Settings:
     admin_port: int | None = None
     #: With an admin port, whether the public port still serves the operator routes.
     admin_routes_on_public_port: bool = True
+    #: A port whose ``/ws`` speaks the trading dialect (seed 003's clients connect to
+    #: ws://host:8081/ws); None: off, 0: any free. ``rt serve`` opens 8081 unless told.
+    trading_port: int | None = None
     #: Listen with SO_REUSEPORT, so that several processes share the ports (``--workers``).
     reuse_port: bool = False
     engine_url: str = "memory"
@@ -80,6 +83,14 @@ class Settings:
     #: start a room: a client inventing names must not grow the server without bound). As
     #: many as its subscriptions, so a client can always subscribe its whole allowance at once.
     max_new_topics_per_minute: int = 128
+
+    # the trading dialect (seed 003): its own heartbeat, and the time to send ``auth``
+    trading_ping_interval_s: float = 5.0
+    trading_idle_timeout_s: float = 10.0
+    trading_auth_timeout_s: float = 10.0
+    #: The instruments listed: ID:tick:multiplier:margin_rate:reference_price entries (see
+    #: rt/dialects/trading/instruments.py); empty: IX2301 and IF2301.
+    trading_instruments: tuple[str, ...] = ()
 
     # tickets
     mts_latency_s: float = 0.2

@@ -15,6 +15,9 @@ says what it carries:
 - ``match:<id>``: one football match's events (predictions, score, odds; seed 002).
 - ``all:<subscription type>``: every event of one of seed 002's subscription types (and
   ``all:data_refresh``), for clients that filter on something other than the match.
+- ``orderbook:<instrument>``, ``trade:<instrument>``, ``ticker:<instrument>``: the paper
+  exchange's market data by channel (seed 003): the book's levels, its public prints, its
+  last price.
 
 Dialects turn a topic into what their clients see (a marketId, an eventId, a topic string);
 nothing else spells a prefix by hand.
@@ -33,6 +36,8 @@ CANDLE_PREFIX = "candle:"
 SUMMARY_PREFIX = "summary:"
 MATCH_PREFIX = "match:"
 ALL_PREFIX = "all:"
+#: The trading dialect's market-data channels; each is the prefix of its topics.
+TRADING_CHANNELS = ("trade", "orderbook", "ticker")
 
 #: The instrument types a tick may name (and a topics-dialect topic).
 INSTRUMENT_TYPES = ("stock", "crypto", "futures", "options", "commodity", "market")
@@ -114,3 +119,14 @@ def match_topic(match_id: int) -> str:
 def all_topic(kind: str) -> str:
     """The topic of every event of one kind (a seed-002 subscription type)."""
     return ALL_PREFIX + kind
+
+
+def channel_topic(channel: str, instrument_id: str) -> str:
+    """The topic of one market-data channel (one of TRADING_CHANNELS) of one instrument."""
+    return f"{channel}:{instrument_id}"
+
+
+def channel_of(topic: str) -> tuple[str, str]:
+    """(channel, instrument id) of a ``channel_topic``."""
+    channel, _, instrument_id = topic.partition(":")
+    return channel, instrument_id

@@ -157,5 +157,7 @@ def serve_workers(
     args = [*worker_argv(argv), "--port", str(port)]
     if settings.admin_port is not None:
         args += ["--admin-port", str(settings.admin_port or free_port(settings.host))]
+    if settings.trading_port is not None:
+        args += ["--trading-port", str(settings.trading_port or free_port(settings.host))]
     trio.run(Workers(count, args, env, on_ready).run)
     return 0

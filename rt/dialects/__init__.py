@@ -23,10 +23,18 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from rt.dialects import kmarket, predictions, topics, uof
+from rt.dialects import kmarket, predictions, topics, trading, uof
 from rt.dialects.base import Dialect, SessionContext, anonymous_claims
 
-__all__ = ["BY_PATH", "DIALECTS", "Dialect", "SessionContext", "anonymous_claims", "match"]
+__all__ = [
+    "BY_PATH",
+    "DIALECTS",
+    "Dialect",
+    "SessionContext",
+    "anonymous_claims",
+    "by_name",
+    "match",
+]
 
 #: Every dialect the server speaks. Registering a dialect is one entry here.
 DIALECTS: tuple[Dialect, ...] = (
@@ -34,6 +42,7 @@ DIALECTS: tuple[Dialect, ...] = (
     uof.DIALECT,
     topics.DIALECT,
     predictions.DIALECT,
+    trading.DIALECT,
 )
 
 
@@ -56,6 +65,10 @@ for _dialect in DIALECTS:
 
 #: The dialects by exact path.
 BY_PATH: Mapping[str, Dialect] = _EXACT
+
+
+def by_name(name: str) -> Dialect:
+    return next(d for d in DIALECTS if d.name == name)
 
 
 def match(path: str) -> tuple[Dialect, dict[str, str]] | None:

@@ -116,10 +116,44 @@ class ReportStats:
     answer: Callable[[dict[str, Any]], str]
 
 
+@dataclass(frozen=True, slots=True)
+class Tell:
+    """Tell the actor at ``path`` the message ``make(reply)`` makes, where ``reply(text)``
+    queues ``text`` on this connection (in order with everything else it sends, whenever the
+    actor answers). If the actor is not there, or takes nothing for a few seconds, send
+    ``unavailable`` instead. The connection reads on meanwhile: answers come when ready."""
+
+    path: str
+    make: Callable[[Callable[[str], None]], Any]
+    unavailable: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetDeadline:
+    """Close with ``code`` and ``reason`` ``after_s`` seconds from now, unless a SignIn comes
+    first: the time a dialect that authenticates in-band gives a client to do so."""
+
+    after_s: float
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SignIn:
+    """The client proved in-band to be ``user_id`` with a token valid until
+    ``expires_at_ms``. The connection becomes that user's (counted against
+    ``max_connections_per_user``; the token's expiry now closes it, as a handshake token's
+    does), then carries out ``then(None)``; or ``then(reason)`` if it may not."""
+
+    user_id: str
+    expires_at_ms: int
+    then: Callable[[str | None], list[Action]]
+
+
 #: ``Join.since`` for a user's private stream: from where that user's connections last got to.
 FROM_LAST_DELIVERED = -1
 
-Action = Send | Join | Leave | Submit | SetInterest | ReportStats
+Action = Send | Join | Leave | Submit | SetInterest | ReportStats | Tell | SetDeadline | SignIn
 
 
 class Session(Protocol):
@@ -234,6 +268,8 @@ class Dialect:
     #: A key only one connection may hold at a time (``client_id``): a newer connection with
     #: the key closes the older one with 4409 (rt/ws/exclusive.py).
     exclusive_key: Callable[[SessionContext], str] | None = None
+    #: The settings its connections run with, from the server's (its own heartbeat).
+    settings: Callable[[Settings], Settings] | None = None
 
     @property
     def paths(self) -> tuple[str, ...]:

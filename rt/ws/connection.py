@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import trio
 from trio_websocket import WebSocketConnection
 
+from actors import MailboxClosed, MailboxFull
 from rt.delivery.hub import Hub
 from rt.delivery.outbox import Outbox
 from rt.dialects.base import (
@@ -41,8 +42,11 @@ from rt.dialects.base import (
     ReportStats,
     Send,
     Session,
+    SetDeadline,
     SetInterest,
+    SignIn,
     Submit,
+    Tell,
 )
 from rt.settings import Settings
 from rt.topics import is_user_topic
@@ -74,6 +78,9 @@ log = logging.getLogger(__name__)
 CLOSE_LIMIT = 4429
 #: How long a connection closing for a limit may take to write what it has queued.
 LAST_WORDS_S = 1.0
+#: How long a Tell may wait for room in the actor's mailbox before the client is told
+#: that the service is unavailable.
+TELL_TIMEOUT_S = 5.0
 
 
 class Connection(SocketActor):
@@ -311,6 +318,14 @@ class Connection(SocketActor):
                 self.outbox.interest = action.interest
             elif type(action) is ReportStats:
                 self.outbox.send_text(action.answer(self._counts()))
+            elif type(action) is Tell:
+                await self._tell(action)
+            elif type(action) is SignIn:
+                why_not = self._sign_in(action.user_id, action.expires_at_ms)
+                await self._carry_out(action.then(why_not))
+            elif type(action) is SetDeadline:
+                at = trio.current_time() + action.after_s
+                self.set_deadline(at, action.code, action.reason)
             elif type(action) is Submit:
                 answer: Any
                 if self.desk is None:
@@ -318,6 +333,33 @@ class Connection(SocketActor):
                 else:
                     answer = await self.desk.submit(self.user_id, action.ticket)
                 self.outbox.send_text(self.session.ticket_answer(answer))
+
+    async def _tell(self, action: Tell) -> None:
+        actor = self.system.lookup(action.path)
+        told = False
+        if actor is not None:
+            with trio.move_on_after(TELL_TIMEOUT_S):
+                try:
+                    told = await actor.tell(action.make(self.outbox.send_text))
+                except (MailboxClosed, MailboxFull):
+                    pass  # stopping, or swamped: the client hears it is unavailable
+        if not told:
+            self.outbox.send_text(action.unavailable)
+
+    def _sign_in(self, user_id: str, expires_at_ms: int) -> str | None:
+        """Become ``user_id``'s connection (see SignIn); why not, if it may not."""
+        if str(self.user_id) != user_id:
+            hub = self.hub
+            limit = self.settings.max_connections_per_user
+            if hub.user_connections(user_id) >= limit:
+                return f"user {user_id} already has {limit} connections open (the limit)"
+            hub.user_disconnected(self.user_id, self.outbox)
+            hub.user_connected(user_id)
+            self.user_id = user_id
+        settings = self.settings
+        left_s = (expires_at_ms - settings.wall_ms()) / 1000 + settings.jwt_leeway_s
+        self.token_expires_at = trio.current_time() + left_s
+        return None
 
     def _counts(self) -> dict[str, Any]:
         stats = self.outbox.statistics()

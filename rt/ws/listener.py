@@ -1,6 +1,8 @@
 """The listeners: each serves HTTP (Hypercorn on Trio) and WebSocket (trio-websocket) on one
 port (rt/ws/front_door.py). The public one always runs; the operators' one (``--admin-port``)
-only when configured, and then the public port may leave out the operator routes."""
+only when configured, and then the public port may leave out the operator routes. The
+trading one (``--trading-port``) is a public port whose ``/ws`` speaks the trading dialect,
+for seed 003's clients, which connect to ws://host:8081/ws."""
 
 from __future__ import annotations
 
@@ -14,8 +16,8 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, WebSocketServer
 
 from actors import Actor, ChildSpec, Restart
-from rt.auth import AuthError, Claims, TokenVerifier
-from rt.dialects import Dialect, SessionContext, anonymous_claims, match
+from rt.auth import AuthError, Claims
+from rt.dialects import Dialect, SessionContext, anonymous_claims, by_name, match
 from rt.http.admin import Verdict
 from rt.http.app import create_app, is_operator_path
 from rt.http.hypercorn_adapter import HttpConnections
@@ -38,7 +40,9 @@ log = logging.getLogger(__name__)
 CLOSE_TRY_AGAIN_LATER = 1013
 
 
-Role = Literal["public", "admin"]
+Role = Literal["public", "admin", "trading"]
+#: What ``/ws`` is on the trading port.
+TRADING_WS_PATH = "/ws"
 
 #: accept() errors that mean "out of file descriptors or memory for now", as trio's own
 #: serve_listeners treats them: wait and accept again.
@@ -57,19 +61,21 @@ class Listener(Actor):
         self.server = server
         self.role = role
         self.port = 0
-        self._next_id = 0
-        self._next_publisher_id = 0
-        settings = server.settings
-        self._tokens = TokenVerifier(settings.jwt_secret, leeway_s=settings.jwt_leeway_s)
+        server.tokens  # noqa: B018  (made now: a bad secret fails the start, not a client)
         #: The operator routes are left out here (they are on the admin port).
-        self.hides_operator_routes = role == "public" and server.operator_routes_elsewhere()
+        self.hides_operator_routes = role != "admin" and server.operator_routes_elsewhere()
+        self._own_ws = by_name("trading") if role == "trading" else None
 
     def describe(self) -> dict[str, Any]:
         return {"protocol": "http+ws", "role": self.role, "port": self.port}
 
     async def run(self) -> None:
         settings = self.server.settings
-        port = settings.port if self.role == "public" else settings.admin_port
+        port = {
+            "public": settings.port,
+            "admin": settings.admin_port,
+            "trading": settings.trading_port,
+        }[self.role]
         if settings.reuse_port:
             listeners = await _shared_listeners(settings.host, port or 0)
         else:
@@ -173,7 +179,7 @@ class Listener(Actor):
         if path == PUBLISH_PATH:
             await self._handle_publisher(request, query, peer)
             return
-        found = match(path)
+        found = (self._own_ws, {}) if self._own_ws and path == TRADING_WS_PATH else match(path)
         if found is None:
             await _reject(request, 404, "NOT_FOUND", f"no WebSocket endpoint at {path}")
             return
@@ -186,6 +192,8 @@ class Listener(Actor):
         query_params = {name: values[0] for name, values in parse_qs(query).items()}
         token = query_params.get("token", "")
         settings = self.server.settings
+        if dialect.settings is not None:
+            settings = dialect.settings(settings)
         auth = "token" if dialect.name in settings.require_token else dialect.auth
         if auth == "token" and not token:
             await _reject(request, 401, "UNAUTHORIZED", "missing token: connect to ?token=<JWT>")
@@ -193,7 +201,7 @@ class Listener(Actor):
         claims: Claims | None = None
         if token and auth != "none":
             try:
-                claims = self._tokens.verify(token)
+                claims = self.server.tokens.verify(token)
             except AuthError as exc:
                 await _reject(request, 401, "UNAUTHORIZED", str(exc))
                 return
@@ -209,8 +217,7 @@ class Listener(Actor):
                 return
         ws = await request.accept()
         server = self.server
-        self._next_id += 1
-        name = f"c{self._next_id}"
+        name = f"c{next(server.socket_numbers)}"
         authenticated = claims is not None
         if claims is None:
             claims = anonymous_claims(name)
@@ -260,8 +267,7 @@ class Listener(Actor):
             )
             return
         ws = await request.accept()
-        self._next_publisher_id += 1
-        name = f"p{self._next_publisher_id}"
+        name = f"p{next(self.server.socket_numbers)}"
         spec = ChildSpec(
             name,
             lambda: PublisherSession(ws, hub=self.server.hub, settings=settings),
@@ -273,8 +279,7 @@ class Listener(Actor):
     async def _handle_echo(self, request: WebSocketRequest) -> None:
         """/ws/echo (tests only, rt/ws/echo.py): no token; run like a Connection."""
         ws = await request.accept()
-        self._next_id += 1
-        name = f"e{self._next_id}"
+        name = f"e{next(self.server.socket_numbers)}"
         settings = self.server.settings
         spec = ChildSpec(
             name,

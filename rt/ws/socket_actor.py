@@ -16,7 +16,9 @@ and the close.
   JSON dialect, bad UTF-8, a protocol violation) end the stream the library reads; the reader
   then closes with the code the guard chose (1009, 1003, 1007, 1002).
 - A token that expires while the socket is open (``token_expires_at``, on Trio's clock)
-  closes it with 4401 TOKEN_EXPIRED: the client gets a fresh token and reconnects.
+  closes it with 4401 TOKEN_EXPIRED: the client gets a fresh token and reconnects. A dialect
+  that authenticates in-band sets another deadline (``set_deadline``): no ``auth`` in time
+  closes with 4401 AUTH_TIMEOUT, and a successful one replaces it with the token's expiry.
 - ``_end(code, reason)`` cancels the actor's tasks; the close frame is sent by
   ``close_socket`` once they have stopped (the first reason wins).
 
@@ -63,9 +65,27 @@ class SocketActor(Actor, ABC):
         self._close: tuple[int, str] | None = None
         self._nursery: trio.Nursery | None = None
         self._writing = False
-        #: When the client's token stops being valid (its expiry plus the leeway), on
-        #: ``trio.current_time()``'s clock; None for a socket without one.
-        self.token_expires_at: float | None = None
+        #: When the socket closes whatever happens (on ``trio.current_time()``'s clock), with
+        #: which code and reason: the token's expiry, or a deadline to authenticate by.
+        self.deadline = math.inf
+        self.deadline_close = (CLOSE_TOKEN_EXPIRED, "TOKEN_EXPIRED")
+
+    @property
+    def token_expires_at(self) -> float | None:
+        """When the client's token stops being valid (its expiry plus the leeway); None for
+        a socket without one."""
+        if self.deadline_close[1] != "TOKEN_EXPIRED" or self.deadline == math.inf:
+            return None
+        return self.deadline
+
+    @token_expires_at.setter
+    def token_expires_at(self, at: float | None) -> None:
+        self.set_deadline(math.inf if at is None else at, CLOSE_TOKEN_EXPIRED, "TOKEN_EXPIRED")
+
+    def set_deadline(self, at: float, code: int, reason: str) -> None:
+        """Close with ``code`` and ``reason`` at ``at`` unless moved again before then."""
+        self.deadline = at
+        self.deadline_close = (code, reason)
 
     # -- what a subclass says -------------------------------------------------------------
 
@@ -133,13 +153,12 @@ class SocketActor(Actor, ABC):
         ws = self.ws
         self._last_heard = now = trio.current_time()
         next_ping = now + ping_s
-        expires_at = math.inf if self.token_expires_at is None else self.token_expires_at
         try:
             while True:
                 message: str | bytes | None = None
                 # Only the wait for a frame is cut short: handling one is never interrupted
                 # by a ping falling due.
-                with trio.move_on_at(min(self._last_heard + idle_s, next_ping, expires_at)):
+                with trio.move_on_at(min(self._last_heard + idle_s, next_ping, self.deadline)):
                     message = await ws.get_message()
                 if message is not None:
                     # Also here: the read trio-websocket had started before the Wire was in
@@ -149,9 +168,10 @@ class SocketActor(Actor, ABC):
                         return
                     continue
                 now = trio.current_time()
-                if now >= expires_at:
-                    self._log().info("%s: token expired, closing", self.path)
-                    self._end(CLOSE_TOKEN_EXPIRED, "TOKEN_EXPIRED")
+                if now >= self.deadline:
+                    code, reason = self.deadline_close
+                    self._log().info("%s: %s, closing", self.path, reason)
+                    self._end(code, reason)
                     return
                 if now >= self._last_heard + idle_s:
                     self._idle_timeout(idle_s)

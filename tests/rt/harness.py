@@ -89,6 +89,8 @@ class Core:
         self._ids += 1
         name = f"t{self._ids}"
         conn_settings = settings or self.settings
+        if dialect.settings is not None:
+            conn_settings = dialect.settings(conn_settings)
 
         claims = Claims(user_id=user_id, scope_markets=scope, expires_at_ms=0, tier=tier)
         context = SessionContext(

@@ -25,13 +25,15 @@ from rt.server import GC_THRESHOLDS, tune_gc
 from tests.rt.harness import SECRET
 
 READY = re.compile(
-    r"^rt ready ws=ws://([\d.]+):(\d+) http=http://([\d.]+):(\d+)(?: admin=http://[\d.]+:\d+)?$"
+    r"^rt ready ws=ws://([\d.]+):(\d+) http=http://([\d.]+):(\d+)(?: admin=http://[\d.]+:\d+)?"
+    r"(?: trading=ws://[\d.]+:\d+/ws)?$"
 )
 RT = [sys.executable, "-m", "rt.cli"]
 
 
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RT_")}
+    env["RT_TRADING_PORT"] = "0"  # not 8081: servers of several tests may run at once
     env.update(extra)
     return env
 

@@ -1,9 +1,9 @@
 """A new user's first minutes: every command README.md shows, run as written, in a copy of
 the repository, with a plain ``pip install .`` (no extras) into a fresh venv.
 
-The only change to the commands is the environment: ``RT_PORT`` and ``RT_URL`` point the
-server and the client at a free port instead of 8080, and the test command itself (the
-one running this test) is left out.
+The only change to the commands is the environment: ``RT_PORT``, ``RT_TRADING_PORT`` and
+``RT_URL`` point the server and the client at free ports instead of 8080 and 8081, and the
+test command itself (the one running this test) is left out.
 """
 
 from __future__ import annotations
@@ -54,7 +54,10 @@ def test_every_readme_command_works_after_a_plain_install(tmp_path: Path) -> Non
     repo = copy_of_the_repo(tmp_path / "rt")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RT_", "VIRTUAL_ENV"))}
-    env.update(RT_PORT=str(port), RT_URL=f"http://127.0.0.1:{port}")
+    trading_port = free_port()
+    env.update(
+        RT_PORT=str(port), RT_URL=f"http://127.0.0.1:{port}", RT_TRADING_PORT=str(trading_port)
+    )
     server = subprocess.Popen(
         ["bash", "-c", serve],
         cwd=repo,
@@ -76,7 +79,8 @@ def test_every_readme_command_works_after_a_plain_install(tmp_path: Path) -> Non
             if line.startswith("rt ready"):
                 break
         assert lines and lines[-1] == (
-            f"rt ready ws=ws://127.0.0.1:{port} http=http://127.0.0.1:{port}"
+            f"rt ready ws=ws://127.0.0.1:{port} http=http://127.0.0.1:{port} "
+            f"trading=ws://127.0.0.1:{trading_port}/ws"
         ), (lines, server.stderr.read() if server.poll() is not None and server.stderr else "")
         client = subprocess.Popen(
             ["bash", "-c", tail],

@@ -38,6 +38,33 @@ VOCABULARY: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("payload", "eventIds", "offsets", "ticketId", "stake", "selections"),
     ),
     "topics": (("subscribe", "unsubscribe", "ping"), ("topic",)),
+    "trading": (
+        (
+            "auth",
+            "ping",
+            "subscribe",
+            "unsubscribe",
+            "submit_order",
+            "cancel_order",
+            "query_order",
+            "query_account",
+            "query_position",
+        ),
+        (
+            "user_id",
+            "token",
+            "channels",
+            "instruments",
+            "instrument_id",
+            "direction",
+            "offset",
+            "volume",
+            "price",
+            "order_type",
+            "client_order_id",
+            "order_id",
+        ),
+    ),
     "predictions": (
         ("subscribe", "unsubscribe", "heartbeat", "get_stats"),
         (
@@ -53,6 +80,12 @@ VOCABULARY: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 DIALECTS = sorted(SERVED, key=lambda d: d.name)
+
+#: Replies besides the error message that a dialect's protocol uses to refuse (the seed's
+#: ``auth_response`` with ``success: false``, say): an error reply may be one of these.
+REFUSING_REPLIES: dict[str, tuple[str, ...]] = {
+    "trading": ("auth_response", "subscribe_response", "unsubscribe_response"),
+}
 
 #: As written in JSON text: escapes that decode to a lone UTF-16 surrogate.
 LONE_SURROGATE_ESCAPES = ["\\ud800", "\\udfff", "a\\udc00b", "\\udc00\\ud800"]
@@ -165,7 +198,9 @@ def check(dialect: Dialect, session: Session, text: str, certainly_invalid: bool
         if type(action) is Send:
             action.text.encode("utf-8")  # every reply can go on the wire
             reply = json.loads(action.text)
-            if action.error:
+            if action.error and reply.get("type") in REFUSING_REPLIES.get(dialect.name, ()):
+                assert reply["success"] is False, action.text
+            elif action.error:
                 assert shape(reply) == error_shape, action.text
         elif type(action) is Submit:
             # The ticket desk validates what the session hands it: a Ticket or its error.

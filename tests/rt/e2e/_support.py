@@ -147,12 +147,15 @@ class Peer:
                     return exc.reason
 
 
-async def open_peer(nursery: trio.Nursery, server: Server, resource: str) -> Peer:
-    """A client WebSocket on ``resource`` whose background reader runs in ``nursery``.
+async def open_peer(
+    nursery: trio.Nursery, server: Server, resource: str, *, port: int | None = None
+) -> Peer:
+    """A client WebSocket on ``resource`` (of the public port, or ``port``) whose background
+    reader runs in ``nursery``.
 
     The caller closes it (``Peer.aclose``); it may outlive the server.
     """
-    host, port = server.settings.host, server.ws_port
+    host, port = server.settings.host, port or server.ws_port
     stream = await trio.open_tcp_stream(host, port)
     try:
         with trio.fail_after(TIMEOUT_S):

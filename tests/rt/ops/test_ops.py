@@ -115,6 +115,7 @@ async def test_stats_have_the_seeds_shape_and_rts_counters(
         "uof": 0,
         "topics": 0,
         "predictions": 0,
+        "trading": 0,
     }
     assert stats["tiers"] == {
         tier: {
