@@ -147,6 +147,11 @@ class Actor:
     ``run()`` is the actor's whole life and by default feeds every message to ``receive``; an
     actor that needs several tasks overrides it and opens its own nursery. ``run()`` returns
     when the mailbox is closed by a graceful stop; an exception out of it is a crash.
+
+    A told message that carries its own way to answer (a callback) may define ``lost()``:
+    it is called when the message will never be handled, or its handling failed (the actor
+    crashed on it or ended with it in the mailbox, or the overflow policy threw it away), as
+    an ask fails then. ``lost()`` must not block; once answered, it should do nothing.
     """
 
     kind: ClassVar[str] = "actor"
@@ -220,7 +225,11 @@ class Actor:
                 raise
             message.reply(result)
         else:
-            await self.receive(message)
+            try:
+                await self.receive(message)
+            except BaseException:
+                tell_lost(message)
+                raise
 
     async def receive(self, message: Any) -> Any:
         raise TypeError(f"{self.path or '/'} ({self.kind}) cannot handle {message!r}")
@@ -280,6 +289,8 @@ class Cell:
         if type(message) is Request:
             policy = self.mailbox.overflow.value
             message.fail(MailboxFull(f"{self.path or '/'} discarded it (policy {policy})"))
+        else:
+            tell_lost(message)
 
     def request_stop(self) -> None:
         if self.state in (ActorState.STARTING, ActorState.RUNNING):
@@ -304,6 +315,15 @@ class Cell:
         for message in self.mailbox.drain():
             if type(message) is Request:
                 message.fail(error)
+            else:
+                tell_lost(message)
+
+
+def tell_lost(message: Any) -> None:
+    """Call the message's ``lost()``, if it has one (see Actor)."""
+    lost = getattr(message, "lost", None)
+    if lost is not None:
+        lost()
 
 
 def _nothing() -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import trio
 
-from ._actor import Cell, Request
+from ._actor import Cell, Request, tell_lost
 from ._errors import InjectedFault
 from ._mailbox import DROP
 
@@ -151,8 +151,13 @@ class FaultPlan:
             except InjectedFault as exc:
                 if type(message) is Request:
                     message.fail(exc)  # the asker learns of the crash, not of a timeout
+                else:
+                    tell_lost(message)
                 raise
-            return DROP if dropped else message
+            if dropped:
+                tell_lost(message)
+                return DROP
+            return message
 
         cell.mailbox.receive_hook = on_receive
 

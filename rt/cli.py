@@ -190,6 +190,16 @@ def build_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings
             f"--require-token / RT_REQUIRE_TOKEN names no dialect: {', '.join(unknown)} "
             f"(the dialects: {', '.join(names)})"
         )
+    in_band = [d.name for d in DIALECTS if d.auth == "none" and d.name in settings.require_token]
+    if in_band:
+        raise ValueError(
+            f"--require-token / RT_REQUIRE_TOKEN: {', '.join(in_band)} authenticates in-band "
+            "(its clients send their token in an auth message), not with ?token="
+        )
+    from rt.dialects.trading import instruments_of, runs_exchange
+
+    runs_exchange(settings)
+    instruments_of(settings)
     return settings
 
 

@@ -91,6 +91,10 @@ class Settings:
     #: The instruments listed: ID:tick:multiplier:margin_rate:reference_price entries (see
     #: rt/dialects/trading/instruments.py); empty: IX2301 and IF2301.
     trading_instruments: tuple[str, ...] = ()
+    #: Whether this process runs the paper exchange: "on", "off", or "auto" (on with the
+    #: memory engine; off with a shared one, where one process in the deployment must run it
+    #: alone: its books and accounts are in its memory).
+    trading_exchange: str = "auto"
 
     # tickets
     mts_latency_s: float = 0.2

@@ -121,11 +121,12 @@ class Tell:
     """Tell the actor at ``path`` the message ``make(reply)`` makes, where ``reply(text)``
     queues ``text`` on this connection (in order with everything else it sends, whenever the
     actor answers). If the actor is not there, or takes nothing for a few seconds, send
-    ``unavailable`` instead. The connection reads on meanwhile: answers come when ready."""
+    ``unavailable`` instead (None: nothing). The connection reads on meanwhile: answers come
+    when ready."""
 
     path: str
     make: Callable[[Callable[[str], None]], Any]
-    unavailable: str
+    unavailable: str | None
 
 
 @dataclass(frozen=True, slots=True)

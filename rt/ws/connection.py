@@ -343,7 +343,7 @@ class Connection(SocketActor):
                     told = await actor.tell(action.make(self.outbox.send_text))
                 except (MailboxClosed, MailboxFull):
                     pass  # stopping, or swamped: the client hears it is unavailable
-        if not told:
+        if not told and action.unavailable is not None:
             self.outbox.send_text(action.unavailable)
 
     def _sign_in(self, user_id: str, expires_at_ms: int) -> str | None:

@@ -73,10 +73,24 @@ def new_session(ctx: SessionContext) -> Session:
     )
 
 
+def runs_exchange(settings: Settings) -> bool:
+    """RT_TRADING_EXCHANGE: on, off, or auto (on unless the engine is shared)."""
+    choice = settings.trading_exchange.strip().lower()
+    if choice not in ("auto", "on", "off"):
+        raise ValueError(f"RT_TRADING_EXCHANGE must be auto, on or off, got {choice!r}")
+    if choice == "auto":
+        return settings.engine_url == "memory"
+    return choice == "on"
+
+
 def children(server: Server) -> list[ChildSpec]:
     """The exchange (``dialects/trading/exchange``): a ledger, a book per instrument and,
-    with the demo feed, a market maker."""
+    with the demo feed, a market maker. Not on a process told not to run it: its clients'
+    orders are then answered 1010 (unavailable), and the market data is the exchange
+    process's, through the shared engine."""
     settings = server.settings
+    if not runs_exchange(settings):
+        return []
     instruments = instruments_of(settings)
     maker = None
     if settings.demo_feed:

@@ -46,12 +46,14 @@ def encode_error(code: str | int, message: str) -> str:
     return dumps({"type": "error", "code": int(code), "message": message})
 
 
-def _levels(side: Json, *, descending: bool) -> list[dict[str, Json]]:
+def _levels(side: Json, *, descending: bool, full: bool) -> list[dict[str, Json]]:
     if not isinstance(side, dict):
         return []
     levels = []
     for price in sorted(side, key=Decimal, reverse=descending):
         level = side[price]
+        if level is None and full:
+            continue  # a full book lists the levels there are
         volume, count = (0, 0) if level is None else level
         levels.append({"price": float(price), "volume": float(volume), "order_count": count})
     return levels
@@ -65,8 +67,8 @@ def _book(
             "type": "orderbook",
             "instrument_id": instrument_id,
             "snapshot": full,
-            "bids": _levels(data.get("bids"), descending=True),
-            "asks": _levels(data.get("asks"), descending=False),
+            "bids": _levels(data.get("bids"), descending=True, full=full),
+            "asks": _levels(data.get("asks"), descending=False, full=full),
             "seq": seq,
             "prev_seq": prev_seq,
             "checksum": data.get("checksum", 0),
@@ -76,8 +78,9 @@ def _book(
 
 
 def _is_reset(patch: dict[str, Any]) -> bool:
-    """A new book's first update: both sides emptied (rt/dialects/trading/exchange.py)."""
-    return "bids" in patch and patch["bids"] is None and patch.get("asks", 0) is None
+    """A new book's first update (rt/dialects/trading/exchange.py: EMPTY_BOOK), alone or
+    with what followed it merged in: either way, the whole book."""
+    return patch.get("reset") is True
 
 
 def _ticker(instrument_id: str, data: dict[str, Any], ts: int) -> str:
@@ -139,6 +142,8 @@ class TradingCodec:
     def encode_conflated(self, topic: str, *, from_seq: int, seq: int, ts: int, patch: Json) -> str:
         channel, instrument_id = channel_of(topic)
         if channel == "orderbook":
+            if _is_reset(patch):
+                return _book(instrument_id, patch, seq=seq, prev_seq=-1, ts=ts, full=True)
             return _book(instrument_id, patch, seq=seq, prev_seq=from_seq - 1, ts=ts, full=False)
         return _ticker(instrument_id, patch, ts)  # prints and pushes are events: never merged
 

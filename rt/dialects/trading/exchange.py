@@ -34,6 +34,7 @@ from actors import Actor, ActorRef, ChildSpec, MailboxClosed, MailboxFull, Strat
 from rt.dialects.trading.book import Cancelled, MatchResult, OrderBook, number_text
 from rt.dialects.trading.instruments import Instrument
 from rt.dialects.trading.ledger import (
+    EXCHANGE_UNAVAILABLE,
     ORDER_NOT_CANCELLABLE,
     BookOrder,
     Ids,
@@ -71,11 +72,32 @@ class OpenAccount:
     balance: Decimal | None = None
 
 
+class Once:
+    """A reply given at most once: the exchange's answer, or, if the message is lost (the
+    exchange crashed on it or stopped with it queued), that the exchange is unavailable."""
+
+    __slots__ = ("_reply",)
+
+    def __init__(self, reply: Reply) -> None:
+        self._reply: Reply | None = reply
+
+    def __call__(self, answer: dict[str, Any]) -> None:
+        reply, self._reply = self._reply, None
+        if reply is not None:
+            reply(answer)
+
+
+UNAVAILABLE = "Exchange unavailable: it is restarting or too busy; try again"
+
+
 @dataclass(frozen=True, slots=True)
 class Place:
     user_id: str
     request: OrderRequest
     reply: Reply
+
+    def lost(self) -> None:
+        self.reply(order_refusal(Refusal(EXCHANGE_UNAVAILABLE, UNAVAILABLE)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +105,9 @@ class CancelOrder:
     user_id: str
     order_id: str
     reply: Reply
+
+    def lost(self) -> None:
+        self.reply(cancel_answer(self.order_id, Refusal(EXCHANGE_UNAVAILABLE, UNAVAILABLE)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +119,9 @@ class Query:
     request_type: str
     arg: str | None
     reply: Reply
+
+    def lost(self) -> None:
+        self.reply(query_error(self.request_type, Refusal(EXCHANGE_UNAVAILABLE, UNAVAILABLE)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +188,15 @@ class LedgerActor(Actor):
         #: Who asked to cancel an order, until its book answers.
         self._cancelling: dict[str, list[Reply]] = defaultdict(list)
 
+    async def run(self) -> None:
+        try:
+            await super().run()
+        finally:  # crashed or stopped: whoever waits for a cancel hears it will not come
+            refusal = Refusal(EXCHANGE_UNAVAILABLE, UNAVAILABLE)
+            for order_id, replies in self._cancelling.items():
+                for reply in replies:
+                    reply(cancel_answer(order_id, refusal))
+
     def describe(self) -> dict[str, Any]:
         ledger = self.ledger
         live = sum(1 for o in ledger.orders.values() if o.live)
@@ -206,7 +243,7 @@ class LedgerActor(Actor):
             return
         book = self.system.lookup(f"{EXCHANGE_PATH}/{book_name(found.instrument.id)}")
         if book is None:
-            message.reply(cancel_answer(message.order_id, Refusal(1010, "Exchange restarting")))
+            message.lost()
             return
         waiting = self._cancelling[message.order_id]
         waiting.append(message.reply)
@@ -249,13 +286,29 @@ class LedgerActor(Actor):
         else:
             raise ValueError(f"unknown query {kind!r}")
         if isinstance(found, Refusal):
-            return {
-                "type": "error",
-                "code": found.code,
-                "message": found.message,
-                "request_type": kind,
-            }
+            return query_error(kind, found)
         return {"type": "query_response", "request_type": kind, "data": found}
+
+
+def query_error(request_type: str, refusal: Refusal) -> dict[str, Any]:
+    """A query that cannot be answered: an ``error`` naming the query."""
+    return {
+        "type": "error",
+        "code": refusal.code,
+        "message": refusal.message,
+        "request_type": request_type,
+    }
+
+
+def order_refusal(refusal: Refusal) -> dict[str, Any]:
+    """The ``order_response`` to a ``submit_order`` that never reached the ledger."""
+    return {
+        "type": "order_response",
+        "success": False,
+        "order_id": None,
+        "error_code": refusal.code,
+        "error_message": refusal.message,
+    }
 
 
 def cancel_answer(order_id: str, refusal: Refusal | None) -> dict[str, Any]:
@@ -379,8 +432,10 @@ class BookActor(Actor):
             ledger.tell_control(message)
 
 
-#: An empty book, as a patch over whatever the topic held: the codec sends it as a snapshot.
-EMPTY_BOOK: dict[str, Json] = {"bids": None, "asks": None, "checksum": 0}
+#: An empty book, as a patch over whatever the topic held: the codec sends it as a full book.
+#: ``reset`` stays in what a slow client's merged patch holds: then the merged patch is the
+#: whole book since the reset, and is sent as a full book too.
+EMPTY_BOOK: dict[str, Json] = {"bids": None, "asks": None, "checksum": 0, "reset": True}
 
 
 class MarketMaker(Actor):

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
-from rt.dialects.trading.book import Cancelled, MatchResult
+from rt.dialects.trading.book import Cancelled, MatchResult, number_text
 from rt.dialects.trading.instruments import MAX_ORDER_VOLUME, Instrument, by_id
 
 STARTING_BALANCE = Decimal(1_000_000)
@@ -304,7 +304,7 @@ class Order:
 
 
 def _money(value: Decimal) -> float:
-    return float(value)
+    return float(value) + 0.0  # no -0.0
 
 
 def _as_decimal(value: int | float) -> Decimal:
@@ -490,7 +490,7 @@ class Ledger:
             return Refusal(
                 INVALID_PRICE,
                 f"Invalid price {request.price}: outside {instrument.id}'s price band "
-                f"{low} to {high}",
+                f"{number_text(low)} to {number_text(high)}",
             )
         return instrument, price, price, lots
 

@@ -30,10 +30,14 @@ from rt.dialects.base import (
 from rt.dialects.trading.codec import encode_error
 from rt.dialects.trading.exchange import (
     LEDGER_PATH,
+    MARKET_MAKER,
+    UNAVAILABLE,
     CancelOrder,
+    Once,
     OpenAccount,
     Place,
     Query,
+    order_refusal,
 )
 from rt.dialects.trading.instruments import Instrument
 from rt.dialects.trading.ledger import (
@@ -43,6 +47,7 @@ from rt.dialects.trading.ledger import (
     NOT_AUTHENTICATED,
     OFFSETS,
     OrderRequest,
+    Refusal,
 )
 from rt.jsontext import dumps, show
 from rt.model import Json
@@ -67,11 +72,7 @@ MESSAGE_TYPES = (
 MAX_CLIENT_ORDER_ID = 64
 
 _BAD = str(BAD_MESSAGE)
-_UNAVAILABLE = {
-    "type": "error",
-    "code": EXCHANGE_UNAVAILABLE,
-    "message": "Exchange unavailable: it is restarting or too busy; try again",
-}
+_UNAVAILABLE = {"type": "error", "code": EXCHANGE_UNAVAILABLE, "message": UNAVAILABLE}
 
 
 def _error(code: int, message: str) -> Send:
@@ -79,15 +80,12 @@ def _error(code: int, message: str) -> Send:
 
 
 def _order_unavailable() -> str:
-    return dumps(
-        {
-            "type": "order_response",
-            "success": False,
-            "order_id": None,
-            "error_code": EXCHANGE_UNAVAILABLE,
-            "error_message": _UNAVAILABLE["message"],
-        }
-    )
+    return dumps(order_refusal(Refusal(EXCHANGE_UNAVAILABLE, UNAVAILABLE)))
+
+
+def _once(reply: Callable[[str], None]) -> Once:
+    """The exchange's answer, as text on the connection, at most once."""
+    return Once(lambda answer: reply(dumps(answer)))
 
 
 class TradingSession:
@@ -171,7 +169,7 @@ class TradingSession:
         except AuthError:
             return [self._auth_failed("Invalid credentials")]
         user = str(claims.user_id)
-        if user != claimed:
+        if user != claimed or user == MARKET_MAKER:  # the demo's own account is nobody's
             return [self._auth_failed("Invalid credentials")]
         if self.user_id not in (None, user):
             return [self._auth_failed(f"Already authenticated as {self.user_id}")]
@@ -191,7 +189,8 @@ class TradingSession:
             }
             actions: list[Action] = [
                 Send(dumps(answer)),
-                Tell(LEDGER_PATH, lambda _: OpenAccount(user), dumps(_UNAVAILABLE)),
+                # (Without the exchange, orders and queries will say it is unavailable.)
+                Tell(LEDGER_PATH, lambda _: OpenAccount(user), None),
             ]
             if first:  # the private stream: from where this user's connections got to
                 actions.append(Join(user_topic(user), since=FROM_LAST_DELIVERED, announce=False))
@@ -286,7 +285,7 @@ class TradingSession:
     def _place(self, message: dict[str, Any]) -> Tell:
         order_type = _field(message, "order_type", str)
         price = message.get("price")
-        if price is None and order_type != "MARKET":
+        if price is None and order_type == "LIMIT":
             raise ProtocolError(_BAD, "missing field: price (a LIMIT order needs one)")
         if price is not None and not _is_number(price):
             raise ProtocolError(_BAD, f"expected price to be a number, got {show(price)}")
@@ -316,7 +315,7 @@ class TradingSession:
         user = self._user()
         return Tell(
             LEDGER_PATH,
-            lambda reply: Place(user, request, lambda answer: reply(dumps(answer))),
+            lambda reply: Place(user, request, _once(reply)),
             _order_unavailable(),
         )
 
@@ -325,7 +324,7 @@ class TradingSession:
         user = self._user()
         return Tell(
             LEDGER_PATH,
-            lambda reply: CancelOrder(user, order_id, lambda answer: reply(dumps(answer))),
+            lambda reply: CancelOrder(user, order_id, _once(reply)),
             _order_unavailable(),
         )
 
@@ -338,7 +337,7 @@ class TradingSession:
         user = self._user()
         return Tell(
             LEDGER_PATH,
-            lambda reply: Query(user, kind, arg, lambda answer: reply(dumps(answer))),
+            lambda reply: Query(user, kind, arg, _once(reply)),
             dumps({**_UNAVAILABLE, "request_type": kind}),
         )
 

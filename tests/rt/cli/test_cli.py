@@ -189,6 +189,22 @@ def test_require_token_names_dialects() -> None:
     assert settings.require_token == ("topics", "kmarket")
     with pytest.raises(ValueError, match="names no dialect: bogus"):
         build_settings(_parse(["serve", "--require-token", "bogus"]), {})
+    with pytest.raises(ValueError, match="trading authenticates in-band"):
+        build_settings(_parse(["serve", "--require-token", "trading"]), {})
+
+
+def test_the_trading_port_and_exchange_settings() -> None:
+    assert build_settings(_parse(["serve"]), {}).trading_port == 8081
+    assert build_settings(_parse(["serve", "--trading-port", "0"]), {}).trading_port == 0
+    assert build_settings(_parse(["serve", "--trading-port", "off"]), {}).trading_port is None
+    assert build_settings(_parse(["serve"]), {"RT_TRADING_PORT": "off"}).trading_port is None
+    assert build_settings(_parse(["serve"]), {"RT_TRADING_PORT": "9001"}).trading_port == 9001
+    with pytest.raises(ValueError, match="--trading-port: expected a port or off, got 'x'"):
+        build_settings(_parse(["serve", "--trading-port", "x"]), {})
+    with pytest.raises(ValueError, match="RT_TRADING_EXCHANGE must be auto, on or off"):
+        build_settings(_parse(["serve"]), {"RT_TRADING_EXCHANGE": "maybe"})
+    with pytest.raises(ValueError, match="instrument 'X:1': expected"):
+        build_settings(_parse(["serve"]), {"RT_TRADING_INSTRUMENTS": "X:1"})
 
 
 def test_a_bad_environment_value_names_the_variable() -> None:

@@ -305,3 +305,82 @@ async def test_a_book_subscriber_that_falls_behind_never_sees_a_gap() -> None:
         # It fell behind (the first full book aside): several changes came as one, or a
         # full book replaced them.
         assert merged or snapshots > 1
+
+
+async def send(ws: Any, message: dict[str, Any]) -> None:
+    await ws.send_message(json.dumps(message))
+
+
+async def receive(ws: Any) -> dict[str, Any]:
+    with trio.fail_after(5):
+        return json.loads(await ws.get_message())  # type: ignore[no-any-return]
+
+
+ORDER = {
+    "type": "submit_order",
+    "instrument_id": "IX2301",
+    "direction": "BUY",
+    "offset": "OPEN",
+    "volume": 1,
+    "price": 119.0,
+    "order_type": "LIMIT",
+}
+
+
+async def test_an_exchange_crash_answers_what_it_held_and_restarts_empty() -> None:
+    async with (
+        open_core() as core,
+        core.connect(user_id="anon:t", dialect=DIALECT) as ws,
+    ):
+        await send(ws, {"type": "auth", "user_id": "u1", "token": token("u1")})
+        assert (await receive(ws))["success"] is True
+        await send(ws, ORDER)
+        assert (await receive(ws))["success"] is True
+        await receive(ws), await receive(ws)  # Submitted, account_update
+        await send(ws, {"type": "subscribe", "channels": ["orderbook"], "instruments": ["IX2301"]})
+        await receive(ws)
+        book = await receive(ws)
+        assert book["bids"] == [{"price": 119.0, "volume": 1.0, "order_count": 1}]
+        core.system.faults.arm("crash", actor=LEDGER_PATH, count=1)
+        await send(ws, ORDER)
+        assert await receive(ws) == {
+            "type": "order_response",
+            "success": False,
+            "order_id": None,
+            "error_code": 1010,
+            "error_message": "Exchange unavailable: it is restarting or too busy; try again",
+        }
+        # The exchange restarts as a whole, empty: the book says so with a full, empty book.
+        reset = await receive(ws)
+        assert (reset["type"], reset["snapshot"], reset["bids"], reset["prev_seq"]) == (
+            "orderbook",
+            True,
+            [],
+            -1,
+        )
+        assert reset["seq"] == book["seq"] + 1
+        await send(ws, {"type": "query_account"})
+        assert (await receive(ws))["code"] == 1003  # accounts too: authenticate again
+        await send(ws, {"type": "auth", "user_id": "u1", "token": token("u1")})
+        assert (await receive(ws))["success"] is True
+        await send(ws, {"type": "query_account"})
+        assert (await receive(ws))["data"]["account"]["balance"] == 1_000_000.0
+
+
+async def test_a_process_that_does_not_run_the_exchange_says_it_is_unavailable() -> None:
+    async with (
+        open_core(trading_exchange="off") as core,
+        core.connect(user_id="anon:t", dialect=DIALECT) as ws,
+    ):
+        assert core.system.lookup(LEDGER_PATH) is None
+        await send(ws, {"type": "auth", "user_id": "u1", "token": token("u1")})
+        assert (await receive(ws))["success"] is True
+        await send(ws, ORDER)
+        assert (await receive(ws))["error_code"] == 1010
+        await send(ws, {"type": "query_position"})
+        assert await receive(ws) == {
+            "type": "error",
+            "code": 1010,
+            "message": "Exchange unavailable: it is restarting or too busy; try again",
+            "request_type": "query_position",
+        }

@@ -250,7 +250,7 @@ def test_self_trade_prevention_cancels_the_resting_order() -> None:
     exchange = exchange_with("a", "b")
     own, _ = exchange.order("a", "SELL", "OPEN", 2, 120.0)
     exchange.order("b", "SELL", "OPEN", 2, 120.5)
-    answer, pushes = exchange.order("a", "BUY", "OPEN", 2, 121.0)
+    _, pushes = exchange.order("a", "BUY", "OPEN", 2, 121.0)
     order = exchange.ledger.query_order("a", own["order_id"])
     assert not isinstance(order, Refusal)
     assert order["order"]["status"] == "Cancelled"
@@ -372,6 +372,6 @@ def test_no_sequence_of_orders_and_cancels_makes_or_loses_money(script: list[Any
         else:
             _, user, index = step
             if placed:
-                owner, order_id = placed[index % len(placed)]
+                _, order_id = placed[index % len(placed)]
                 exchange.cancel(user, order_id)  # someone else's: refused, changes nothing
         check_consistent(exchange, starting)
