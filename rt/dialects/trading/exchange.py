@@ -42,6 +42,7 @@ from rt.dialects.trading.ledger import (
     OrderRequest,
     Push,
     Refusal,
+    order_response,
 )
 from rt.engine import Engine, EngineUnavailable
 from rt.model import Json, UpdateKind
@@ -302,24 +303,12 @@ def query_error(request_type: str, refusal: Refusal) -> dict[str, Any]:
 
 def order_refusal(refusal: Refusal) -> dict[str, Any]:
     """The ``order_response`` to a ``submit_order`` that never reached the ledger."""
-    return {
-        "type": "order_response",
-        "success": False,
-        "order_id": None,
-        "error_code": refusal.code,
-        "error_message": refusal.message,
-    }
+    return order_response(None, refusal)
 
 
 def cancel_answer(order_id: str, refusal: Refusal | None) -> dict[str, Any]:
     """The ``order_response`` to a ``cancel_order``."""
-    return {
-        "type": "order_response",
-        "success": refusal is None,
-        "order_id": order_id,
-        "error_code": None if refusal is None else refusal.code,
-        "error_message": None if refusal is None else refusal.message,
-    }
+    return order_response(order_id, refusal)
 
 
 class BookActor(Actor):

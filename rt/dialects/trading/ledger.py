@@ -422,15 +422,7 @@ class Ledger:
             now_ms=now_ms,
         )
         self.orders[order_id] = order
-        answer = {
-            "type": "order_response",
-            "success": True,
-            "order_id": order_id,
-            "error_code": None,
-            "error_message": None,
-        }
-        if request.client_order_id is not None:
-            answer["client_order_id"] = request.client_order_id
+        answer = order_response(order_id, None, request.client_order_id)
         pushes: list[Push] = [(user_id, _order_status(order, now_ms))]
         if request.offset == "OPEN":
             pushes.append((user_id, self.account_update(account, now_ms)))
@@ -641,13 +633,20 @@ def _order_status(order: Order, now_ms: int) -> dict[str, Any]:
 
 
 def _refused(request: OrderRequest, code: int, message: str) -> dict[str, Any]:
+    return order_response(None, Refusal(code, message), request.client_order_id)
+
+
+def order_response(
+    order_id: str | None, refusal: Refusal | None, client_order_id: str | None = None
+) -> dict[str, Any]:
+    """The answer to ``submit_order`` or ``cancel_order``: the order's id, or why not."""
     answer: dict[str, Any] = {
         "type": "order_response",
-        "success": False,
-        "order_id": None,
-        "error_code": code,
-        "error_message": message,
+        "success": refusal is None,
+        "order_id": order_id,
+        "error_code": None if refusal is None else refusal.code,
+        "error_message": None if refusal is None else refusal.message,
     }
-    if request.client_order_id is not None:
-        answer["client_order_id"] = request.client_order_id
+    if client_order_id is not None:
+        answer["client_order_id"] = client_order_id
     return answer

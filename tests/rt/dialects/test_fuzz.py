@@ -27,6 +27,7 @@ from rt.auth import Claims
 from rt.dialects import DIALECTS as SERVED
 from rt.dialects import Dialect, SessionContext
 from rt.dialects.base import ProtocolError, Send, Session, Submit
+from rt.dialects.trading.session import MESSAGE_TYPES
 from rt.dialects.uof.desk import parse_ticket
 from rt.settings import Settings
 
@@ -39,17 +40,7 @@ VOCABULARY: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     ),
     "topics": (("subscribe", "unsubscribe", "ping"), ("topic",)),
     "trading": (
-        (
-            "auth",
-            "ping",
-            "subscribe",
-            "unsubscribe",
-            "submit_order",
-            "cancel_order",
-            "query_order",
-            "query_account",
-            "query_position",
-        ),
+        MESSAGE_TYPES,
         (
             "user_id",
             "token",

@@ -28,6 +28,7 @@ from rt.dialects.trading.exchange import (
     book_name,
 )
 from rt.dialects.trading.ledger import OrderRequest
+from rt.dialects.trading.session import MESSAGE_TYPES
 from rt.model import Update
 from tests.rt.harness import SECRET, open_core
 from tests.rt.harness import settings as harness_settings
@@ -68,17 +69,7 @@ def token(user: str) -> str:
 
 
 def test_every_client_message_of_the_seed_is_understood() -> None:
-    client_types = {
-        "auth",
-        "subscribe",
-        "unsubscribe",
-        "submit_order",
-        "cancel_order",
-        "query_order",
-        "query_account",
-        "query_position",
-        "ping",
-    }
+    client_types = set(MESSAGE_TYPES)
     examples = [m for m in seed_messages() if m["type"] in client_types]
     assert {m["type"] for m in examples} == client_types
     signed_in = session()
