@@ -95,6 +95,9 @@ class Settings:
     #: memory engine; off with a shared one, where one process in the deployment must run it
     #: alone: its books and accounts are in its memory).
     trading_exchange: str = "auto"
+    #: A book publishes its market data at most this often: at once after a quiet spell,
+    #: and under load one change (and one ticker) for all the orders of an interval.
+    trading_publish_interval_s: float = 0.05
 
     # tickets
     mts_latency_s: float = 0.2

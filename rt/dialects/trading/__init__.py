@@ -100,7 +100,15 @@ def children(server: Server) -> list[ChildSpec]:
                 instruments, seed=settings.demo_seed, interval_s=settings.demo_interval_s
             )
 
-    return [exchange_spec(instruments, server.engine, settings.wall_ms, make_market_maker=maker)]
+    return [
+        exchange_spec(
+            instruments,
+            server.engine,
+            settings.wall_ms,
+            publish_interval_s=settings.trading_publish_interval_s,
+            make_market_maker=maker,
+        )
+    ]
 
 
 DIALECT = Dialect(

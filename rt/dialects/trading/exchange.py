@@ -21,6 +21,7 @@ resumes where the user's connections left off. Market data is published on
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -318,7 +319,13 @@ class BookActor(Actor):
     mailbox_capacity: ClassVar[int] = 1024
 
     def __init__(
-        self, instrument: Instrument, ids: Ids, publish: Publisher, wall_ms: Callable[[], int]
+        self,
+        instrument: Instrument,
+        ids: Ids,
+        publish: Publisher,
+        wall_ms: Callable[[], int],
+        *,
+        publish_interval_s: float = 0.0,
     ) -> None:
         self.instrument = instrument
         self.book = OrderBook(instrument.id)
@@ -326,6 +333,10 @@ class BookActor(Actor):
         self._publish = publish
         self._wall_ms = wall_ms
         self.total_volume = 0
+        self.publish_interval_s = publish_interval_s
+        #: Prints not published yet; set when the book changed since it last published.
+        self._prints: list[dict[str, Json]] = []
+        self._changed = trio.Event()
         self._topics = {
             c: channel_topic(c, instrument.id) for c in ("orderbook", "trade", "ticker")
         }
@@ -347,54 +358,77 @@ class BookActor(Actor):
         if left.get("bids") or left.get("asks"):
             await self._publish([(topic, EMPTY_BOOK, "patch")])
 
+    async def run(self) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._publish_market_data)
+            await super().run()
+            nursery.cancel_scope.cancel()
+
     async def receive(self, message: Any) -> Any:
         kind = type(message)
         if kind is Run:
-            await self._run(message.order)
+            self._run(message.order)
         elif kind is TakeOff:
             cancelled = self.book.cancel(message.order_id)
             self._tell_ledger(Unbooked(message.order_id, cancelled, self._wall_ms()))
-            if cancelled is not None:
-                await self._publish(self._book_changes())
         else:
             return await super().receive(message)
+        self._changed.set()
         return None
 
-    async def _run(self, order: BookOrder) -> None:
+    async def _publish_market_data(self) -> None:
+        """Publish what changed, at most once per ``publish_interval_s``: at once after a
+        quiet spell, and under load one book change, one ticker and a run of prints for all
+        the orders of an interval, so that each subscriber is written once for many orders."""
+        published_at = -math.inf
+        while True:
+            await self._changed.wait()
+            await trio.sleep_until(published_at + self.publish_interval_s)
+            self._changed = trio.Event()
+            published_at = trio.current_time()
+            await self._publish(self._market_data())
+
+    def _run(self, order: BookOrder) -> None:
         result = self.book.submit(
             order.order_id, order.user_id, order.side, order.price, order.volume, ioc=order.ioc
         )
         now = self._wall_ms()
         trade_ids = [self.ids.make("T", now) for _ in result.fills]
         self._tell_ledger(Matched(order.order_id, result, trade_ids, now))
-        items: list[tuple[str, Json, UpdateKind]] = []
-        best = self._best()
         for fill, trade_id in zip(result.fills, trade_ids, strict=True):
             self.total_volume += fill.volume
-            price, volume = float(fill.price), float(fill.volume)
-            print_ = {
-                "type": "trade",
-                "trade_id": trade_id,
-                "instrument_id": self.instrument.id,
-                "direction": fill.taker_side,
-                "price": price,
-                "volume": volume,
-                "timestamp": now,
-            }
+            self._prints.append(
+                {
+                    "type": "trade",
+                    "trade_id": trade_id,
+                    "instrument_id": self.instrument.id,
+                    "direction": fill.taker_side,
+                    "price": float(fill.price),
+                    "volume": float(fill.volume),
+                    "timestamp": now,
+                }
+            )
+
+    def _market_data(self) -> list[tuple[str, Json, UpdateKind]]:
+        """What the orders run since the last time changed: each print, one ticker (the last
+        print's, with the best prices now), one book change."""
+        items: list[tuple[str, Json, UpdateKind]] = [
+            (self._topics["trade"], print_, "event") for print_ in self._prints
+        ]
+        if self._prints:
+            last = self._prints[-1]
             ticker = {
-                "last_price": price,
-                "volume": volume,
-                **best,
+                "last_price": last["price"],
+                "volume": last["volume"],
+                **self._best(),
                 "total_volume": float(self.total_volume),
-                "timestamp": now,
+                "timestamp": last["timestamp"],
             }
-            items.append((self._topics["trade"], print_, "event"))
             items.append((self._topics["ticker"], ticker, "patch"))
-        items += self._book_changes()
-        await self._publish(items)
+            self._prints = []
+        return items + self._book_changes()
 
     def _best(self) -> dict[str, Json]:
-        """The best prices once the order has run (every print of it shows those)."""
         bid, ask = self.book.best_bid(), self.book.best_ask()
         return {
             "best_bid": None if bid is None else float(bid),
@@ -519,6 +553,7 @@ def exchange_spec(
     engine: Engine,
     wall_ms: Callable[[], int],
     *,
+    publish_interval_s: float = 0.0,
     make_market_maker: Callable[[], MarketMaker] | None = None,
 ) -> ChildSpec:
     """The exchange's supervisor (one_for_all): its ledger, its books, its market maker."""
@@ -531,7 +566,9 @@ def exchange_spec(
         children.append(
             ChildSpec(
                 book_name(instrument.id),
-                lambda i=instrument: BookActor(i, ids, publish, wall_ms),  # type: ignore[misc]
+                lambda i=instrument: BookActor(  # type: ignore[misc]
+                    i, ids, publish, wall_ms, publish_interval_s=publish_interval_s
+                ),
             )
         )
     if make_market_maker is not None:

@@ -234,7 +234,9 @@ async def test_a_client_answering_pings_stays_until_its_token_expires(autojump_c
 
 
 async def test_a_book_subscriber_that_falls_behind_never_sees_a_gap() -> None:
-    async with open_core(outbox_capacity=16, outbox_high_water=8) as core:
+    async with open_core(
+        outbox_capacity=16, outbox_high_water=8, trading_publish_interval_s=0.0
+    ) as core:
         async with core.connect(user_id="anon:t", dialect=DIALECT, lockstep=True) as ws:
             await ws.send_message(json.dumps({"type": "auth", "user_id": "w", "token": token("w")}))
             assert json.loads(await ws.get_message())["success"] is True
