@@ -217,6 +217,26 @@ class Codec(Protocol):
         stream. ``ts`` is wall-clock milliseconds, passed in: protocol code reads no clock."""
         ...
 
+    def encode_engine_status(self, available: bool, topics: list[str], *, ts: int) -> list[str]:
+        """What a connection joined to ``topics`` is told, in its clients' terms, when the
+        shared store (Redis) is lost (``available`` False: every market is suspended, nothing
+        is published) and when it is back (rt/ws/notices.py). Outside every stream: no seq."""
+        ...
+
+
+#: The ``system_status`` data of the engine's loss and return, in every dialect.
+ENGINE_LOST: dict[str, Json] = {
+    "engine": "unavailable",
+    "markets": "suspended",
+    "message": "the shared store is out of reach: every market is suspended until it is back",
+}
+ENGINE_BACK: dict[str, Json] = {
+    "engine": "available",
+    "markets": "resumed",
+    "message": "the shared store is back",
+}
+ENGINE_UNAVAILABLE = "ENGINE_UNAVAILABLE"
+
 
 # -- a dialect: what the listener and the server need to know of it ----------------------
 

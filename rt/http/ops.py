@@ -88,6 +88,9 @@ class _ProbeCodec:
     def encode_broadcast(self, event_type: str, data: Json, *, ts: int) -> str:
         return f"probe broadcast {event_type}"
 
+    def encode_engine_status(self, available: bool, topics: list[str], *, ts: int) -> list[str]:
+        return []
+
 
 PROBE_CODEC = _ProbeCodec()
 

@@ -1,12 +1,13 @@
 """Telling every open connection, in its own dialect, that the engine came and went.
 
 With the Redis engine the shared store can be lost while rt runs. Nothing is published then
-(publishes are refused), so no update can carry the news: every connection gets one control
-message instead, ``system_status`` in its dialect's broadcast form (KMarket and UOF
-``broadcast``, the predictions dialect's RealtimeEvent, the topics dialect's ``broadcast``),
-once when the engine is lost and once when it is back. Clients treat every market as
-suspended in between; when it is back each room catches up (or sends a snapshot saying the
-epoch changed).
+(publishes are refused), so no update can carry the news: every connection is told outside
+its streams, in its clients' terms (``Codec.encode_engine_status``), once when the engine is
+lost and once when it is back. KMarket: a ``system_status`` broadcast naming its markets
+suspended; UOF: a whole-event ``bet_stop`` for each event it follows, then that broadcast;
+the predictions, topics and trading dialects: an ``error`` (ENGINE_UNAVAILABLE, 1010 in
+trading's numbers). When it is back, a ``system_status`` broadcast says so, and each room
+catches up (or sends a snapshot saying the epoch changed).
 """
 
 from __future__ import annotations
@@ -17,13 +18,6 @@ from actors import ActorState, ActorSystem
 from rt.dialects.base import Codec
 from rt.model import Json
 from rt.ws.connection import Connection
-
-LOST = {
-    "engine": "unavailable",
-    "markets": "suspended",
-    "message": "the shared store is out of reach: every market is suspended until it is back",
-}
-BACK = {"engine": "available", "markets": "resumed", "message": "the shared store is back"}
 
 
 def live_connections(system: ActorSystem) -> Iterator[Connection]:
@@ -63,6 +57,10 @@ def engine_status_notifier(
     """A status listener for the engine (``Engine.add_status_listener``)."""
 
     def notify(available: bool) -> None:
-        tell_every_connection(system, "system_status", BACK if available else LOST, ts=wall_ms())
+        ts = wall_ms()
+        for conn in live_connections(system):
+            outbox = conn.outbox
+            for text in outbox.codec.encode_engine_status(available, outbox.topics(), ts=ts):
+                outbox.send_text(text)
 
     return notify

@@ -13,10 +13,10 @@ as a JSON number when it is an integer, else as a string. Its topic is ``market:
 from __future__ import annotations
 
 from rt import topics
-from rt.dialects.base import ProtocolError
+from rt.dialects.base import ENGINE_BACK, ENGINE_LOST, ProtocolError
 from rt.jsontext import dumps
 from rt.model import Json, Update
-from rt.topics import market_of
+from rt.topics import MARKET_PREFIX, market_of
 
 __all__ = [
     "CODEC",
@@ -125,6 +125,14 @@ class KMarketCodec:
 
     def encode_broadcast(self, event_type: str, data: Json, *, ts: int) -> str:
         return dumps({"type": "broadcast", "event_type": event_type, "data": data, "timestamp": ts})
+
+    def encode_engine_status(self, available: bool, topics: list[str], *, ts: int) -> list[str]:
+        if available:
+            return [self.encode_broadcast("system_status", ENGINE_BACK, ts=ts)]
+        markets = [market_of(t) for t in topics if t.startswith(MARKET_PREFIX)]
+        return [
+            self.encode_broadcast("system_status", {**ENGINE_LOST, "marketIds": markets}, ts=ts)
+        ]
 
 
 CODEC = KMarketCodec()

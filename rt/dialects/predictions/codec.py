@@ -9,6 +9,7 @@ subscription type, and the topic's ``seq``): it should fetch what it shows again
 
 from __future__ import annotations
 
+from rt.dialects.base import ENGINE_BACK, ENGINE_LOST, ENGINE_UNAVAILABLE
 from rt.dialects.predictions.events import DATA_REFRESH, realtime_event
 from rt.jsontext import dumps
 from rt.model import Json, Update
@@ -74,6 +75,11 @@ class PredictionsCodec:
 
     def encode_broadcast(self, event_type: str, data: Json, *, ts: int) -> str:
         return encode_event(event_type, data, ms=ts)
+
+    def encode_engine_status(self, available: bool, topics: list[str], *, ts: int) -> list[str]:
+        if available:
+            return [encode_event("system_status", ENGINE_BACK, ms=ts)]
+        return [encode_error(ENGINE_UNAVAILABLE, str(ENGINE_LOST["message"]), ms=ts)]
 
 
 CODEC = PredictionsCodec()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from rt.dialects.base import ENGINE_BACK, ENGINE_LOST, ENGINE_UNAVAILABLE
 from rt.dialects.topics.names import client_topic
 from rt.jsontext import dumps
 from rt.model import Json, Update
@@ -36,6 +37,7 @@ _SHARED_CODES = {
     "TOO_MANY_NEW_TOPICS": SUBSCRIPTION_FAILED,
     "FORBIDDEN_MARKET": SUBSCRIPTION_FAILED,
     "TOO_MANY_CONNECTIONS": "too_many_connections",
+    "ENGINE_UNAVAILABLE": "engine_unavailable",
 }
 
 
@@ -121,6 +123,11 @@ class TopicsCodec:
         return dumps(
             {"type": "broadcast", "event_type": event_type, "data": data, "timestamp": iso(ts)}
         )
+
+    def encode_engine_status(self, available: bool, topics: list[str], *, ts: int) -> list[str]:
+        if available:
+            return [self.encode_broadcast("system_status", ENGINE_BACK, ts=ts)]
+        return [encode_error(ENGINE_UNAVAILABLE, str(ENGINE_LOST["message"]), ms=ts)]
 
 
 CODEC = TopicsCodec()

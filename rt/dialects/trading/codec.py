@@ -21,6 +21,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from rt.dialects.base import ENGINE_BACK, ENGINE_LOST
+from rt.dialects.trading.ledger import EXCHANGE_UNAVAILABLE
 from rt.jsontext import dumps
 from rt.model import Json, Update
 from rt.topics import channel_of, is_user_topic
@@ -179,6 +181,13 @@ class TradingCodec:
 
     def encode_broadcast(self, event_type: str, data: Json, *, ts: int) -> str:
         return dumps({"type": event_type, "data": data, "timestamp": ts})
+
+    def encode_engine_status(self, available: bool, topics: list[str], *, ts: int) -> list[str]:
+        if available:
+            return [self.encode_broadcast("system_status", ENGINE_BACK, ts=ts)]
+        return [
+            encode_error(EXCHANGE_UNAVAILABLE, f"Exchange unavailable: {ENGINE_LOST['message']}")
+        ]
 
 
 CODEC = TradingCodec()

@@ -13,9 +13,10 @@ The user's private stream is the topic ``user:<userId>``; each update there is a
 
 from __future__ import annotations
 
+from rt.dialects.base import ENGINE_BACK, ENGINE_LOST
 from rt.jsontext import dumps
 from rt.model import Json, Update
-from rt.topics import event_of, is_user_topic
+from rt.topics import EVENT_PREFIX, event_of, is_user_topic
 
 __all__ = ["CODEC", "UofCodec", "encode_error"]
 
@@ -137,6 +138,31 @@ class UofCodec:
     def encode_broadcast(self, event_type: str, data: Json, *, ts: int) -> str:
         payload: dict[str, Json] = {"eventType": event_type, "data": data, "serverTime": ts}
         return dumps({"type": "broadcast", "payload": payload})
+
+    def encode_engine_status(self, available: bool, topics: list[str], *, ts: int) -> list[str]:
+        notice = self.encode_broadcast(
+            "system_status", ENGINE_BACK if available else ENGINE_LOST, ts=ts
+        )
+        if available:
+            return [notice]
+        # Every event stops taking bets, as a whole-event bet_stop (no marketId; outside the
+        # event's stream, so no seq); its markets' real states come again when it is back.
+        stops = [
+            dumps(
+                {
+                    "type": "bet_stop",
+                    "ts": ts,
+                    "payload": {
+                        "eventId": event_of(t),
+                        "status": "suspended",
+                        "reason": "engine_unavailable",
+                    },
+                }
+            )
+            for t in topics
+            if t.startswith(EVENT_PREFIX)
+        ]
+        return [*stops, notice]
 
 
 def _event_view(event_id: str, state: Json) -> dict[str, Json]:
