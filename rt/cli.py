@@ -181,6 +181,11 @@ def build_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings
     elif "RT_TRADING_PORT" not in env:
         values["trading_port"] = DEFAULT_TRADING_PORT
     settings = Settings(**values)
+    if settings.trading_port and settings.trading_port in (settings.port, settings.admin_port):
+        raise ValueError(
+            f"--trading-port / RT_TRADING_PORT {settings.trading_port} is already the public or "
+            "the admin port: choose another, or off"
+        )
     from rt.dialects import DIALECTS
 
     names = [d.name for d in DIALECTS]

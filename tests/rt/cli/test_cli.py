@@ -199,6 +199,8 @@ def test_the_trading_port_and_exchange_settings() -> None:
     assert build_settings(_parse(["serve", "--trading-port", "off"]), {}).trading_port is None
     assert build_settings(_parse(["serve"]), {"RT_TRADING_PORT": "off"}).trading_port is None
     assert build_settings(_parse(["serve"]), {"RT_TRADING_PORT": "9001"}).trading_port == 9001
+    with pytest.raises(ValueError, match="RT_TRADING_PORT 9000 is already the public or"):
+        build_settings(_parse(["serve", "--port", "9000", "--trading-port", "9000"]), {})
     with pytest.raises(ValueError, match="--trading-port: expected a port or off, got 'x'"):
         build_settings(_parse(["serve", "--trading-port", "x"]), {})
     with pytest.raises(ValueError, match="RT_TRADING_EXCHANGE must be auto, on or off"):

@@ -1,11 +1,13 @@
 """docs/deploy/nginx.conf, run by Debian's nginx in front of two rt nodes on one Redis:
-WebSocket upgrades and the REST API pass through it, and connections reach both nodes."""
+WebSocket upgrades and the REST API pass through it, over plain HTTP and TLS (a certificate
+made with openssl for the test), and connections reach both nodes."""
 
 from __future__ import annotations
 
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 from collections.abc import Iterator
 from contextlib import AsyncExitStack, contextmanager
@@ -29,14 +31,32 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def certificate(tmp: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1, and its key."""
+    crt, key = tmp / "rt.crt", tmp / "rt.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(crt)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return crt, key
+
+
 @contextmanager
-def nginx(upstream_ports: list[int], tmp: Path) -> Iterator[int]:
-    """docs/deploy/nginx.conf with its ports replaced, run in the foreground."""
+def nginx(upstream_ports: list[int], tmp: Path) -> Iterator[tuple[int, int, Path]]:
+    """docs/deploy/nginx.conf with its ports and certificate replaced, run in the
+    foreground: (the plain port, the TLS port, the certificate)."""
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     assert Path(binary).exists(), "nginx is needed (scripts/test installs Debian's nginx)"
-    port = free_port()
+    port, tls_port = free_port(), free_port()
+    crt, key = certificate(tmp)
     text = CONF.read_text()
     text = text.replace("listen 80;", f"listen 127.0.0.1:{port};")
+    text = text.replace("listen 443 ssl;", f"listen 127.0.0.1:{tls_port} ssl;")
+    text = text.replace("/etc/nginx/tls/rt.crt", str(crt)).replace(
+        "/etc/nginx/tls/rt.key", str(key)
+    )
     servers = "".join(f"server 127.0.0.1:{p};\n        " for p in upstream_ports)
     text = re.sub(r"(server 127\.0\.0\.1:\d+;\s*)+", servers, text)
     (tmp / "logs").mkdir()
@@ -54,15 +74,21 @@ def nginx(upstream_ports: list[int], tmp: Path) -> Iterator[int]:
             except OSError:
                 assert process.poll() is None, (tmp / "error.log").read_text()
                 subprocess.run(["sleep", "0.01"], check=True)
-        yield port
+        yield port, tls_port, crt
     finally:
         process.terminate()
         process.wait(timeout=10)
 
 
-async def peer_via(nursery: trio.Nursery, port: int, resource: str) -> Peer:
-    """A client WebSocket through nginx on ``port``."""
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
+async def peer_via(
+    nursery: trio.Nursery, port: int, resource: str, tls: ssl.SSLContext | None = None
+) -> Peer:
+    """A client WebSocket through nginx on ``port`` (wss:// with ``tls``)."""
+    stream: trio.abc.Stream
+    if tls is None:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+    else:
+        stream = await trio.open_ssl_over_tcp_stream("127.0.0.1", port, ssl_context=tls)
     with trio.fail_after(TIMEOUT_S):
         ws = await wrap_client_stream(nursery, stream, f"127.0.0.1:{port}", resource)
     return Peer(ws, stream)
@@ -77,19 +103,28 @@ async def test_two_nodes_behind_the_documented_nginx(
         for _ in range(2):
             settings = e2e_settings(engine_url=redis_server.url, redis_key_prefix=prefix)
             nodes.append(await stack.enter_async_context(open_server(settings)))
-        with nginx([n.port for n in nodes], tmp_path) as port:
+        with nginx([n.port for n in nodes], tmp_path) as (port, tls_port, crt):
             base = f"http://127.0.0.1:{port}"
+            tls = ssl.create_default_context(cafile=str(crt))
             admin = {"Authorization": f"Bearer {nodes[0].settings.admin_token}"}
-            async with httpx.AsyncClient(base_url=base, timeout=TIMEOUT_S) as http:
+            async with (
+                httpx.AsyncClient(base_url=base, timeout=TIMEOUT_S) as http,
+                httpx.AsyncClient(
+                    base_url=f"https://127.0.0.1:{tls_port}", timeout=TIMEOUT_S, verify=tls
+                ) as https,
+            ):
                 health = await http.get("/api/ws/health")
                 assert health.status_code == 200, health.text
+                health = await https.get("/api/ws/health")
+                assert health.status_code == 200, health.text
 
-                # WebSockets through nginx: four clients, round robin over the two nodes.
+                # WebSockets through nginx: four clients, round robin over the two nodes,
+                # two of them over TLS.
                 async with trio.open_nursery() as nursery:
                     token = quote(make_token(1))
-                    peers = [
-                        await peer_via(nursery, port, f"/ws/odds?token={token}") for _ in range(4)
-                    ]
+                    resource = f"/ws/odds?token={token}"
+                    peers = [await peer_via(nursery, port, resource) for _ in range(2)]
+                    peers += [await peer_via(nursery, tls_port, resource, tls) for _ in range(2)]
                     for peer in peers:
                         await peer.subscribe(1001)
                     assert all(n.stats.open >= 1 for n in nodes)  # both nodes serve clients
