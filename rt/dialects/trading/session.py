@@ -164,6 +164,12 @@ class TradingSession:
                 else f"expected user_id to be a string, got {show(claimed)}",
             )
         token = _field(message, "token", str)
+        last_seq = message.get("last_seq")
+        if last_seq is not None and not (
+            isinstance(last_seq, int) and not isinstance(last_seq, bool) and last_seq >= 0
+        ):
+            why = f"expected last_seq to be the last private seq handled, got {show(last_seq)}"
+            raise ProtocolError(_BAD, why)
         try:
             claims = self._verify(token)
         except AuthError:
@@ -192,8 +198,13 @@ class TradingSession:
                 # (Without the exchange, orders and queries will say it is unavailable.)
                 Tell(LEDGER_PATH, lambda _: OpenAccount(user), None),
             ]
-            if first:  # the private stream: from where this user's connections got to
-                actions.append(Join(user_topic(user), since=FROM_LAST_DELIVERED, announce=False))
+            topic = user_topic(user)
+            if last_seq is not None:  # the private stream: from where the client says
+                if not first:
+                    actions.append(Leave(topic))  # (a Join awaits: leave first, see UOF's resume)
+                actions.append(Join(topic, since=last_seq, announce=False))
+            elif first:  # or from where this user's connections got to
+                actions.append(Join(topic, since=FROM_LAST_DELIVERED, announce=False))
             return actions
 
         return [SignIn(user, claims.expires_at_ms, then)]

@@ -313,6 +313,7 @@ BAD_MESSAGES: list[tuple[str, str]] = [
     (json.dumps({**order(), "client_order_id": 7}), "expected client_order_id to be a string"),
     ('{"type": "cancel_order"}', "missing field: order_id"),
     ('{"type": "subscribe", "channels": "trade", "instruments": ["IX2301"]}', "expected channels"),
+    ('{"type": "auth", "user_id": "u", "token": "t", "last_seq": -1}', "expected last_seq"),
 ]
 BAD_ORDERS: list[tuple[dict[str, Any], int]] = [
     ({"volume": 0}, 1006),
@@ -437,6 +438,21 @@ async def test_the_private_stream_resumes_after_a_reconnect(server: Server) -> N
         assert (status["order_id"], status["status"]) == (resting["order_id"], "Filled")
         await maker.send({"type": "ping"})
         assert await maker.recv() == {"type": "pong"}  # nothing repeated
+    # A client that says where it got to gets exactly what follows, whatever was written to
+    # its last connection (it may have died with pushes unread in its socket).
+    async with trader(server, resource="/ws/trade?user_id=maker") as maker:
+        await maker.send(
+            {"type": "auth", "user_id": "maker", "token": make_token("maker"), "last_seq": 3}
+        )
+        assert (await maker.recv())["success"] is True
+        assert [m["seq"] for m in await maker.recv_n(2)] == [4, 5]
+        await maker.send({"type": "ping"})
+        assert await maker.recv() == {"type": "pong"}
+        await maker.send(  # again on the same connection: from there again
+            {"type": "auth", "user_id": "maker", "token": make_token("maker"), "last_seq": 4}
+        )
+        assert (await maker.recv())["success"] is True
+        assert (await maker.recv())["seq"] == 5
 
 
 @pytest.mark.server_settings(trading_port=0)
