@@ -2,7 +2,8 @@
 
 Each run starts a whole server (both listeners, the in-process UOF simulator and its feed),
 KMarket clients (some of them slow readers), UOF clients submitting tickets, predictions
-clients on the demo's predictions (one with a filter), and a publisher of KMarket updates. While they run, a fault schedule drawn from ``random.Random(seed)``
+clients on the demo's predictions (one with a filter), trading clients placing orders, and a
+publisher of KMarket updates. While they run, a fault schedule drawn from ``random.Random(seed)``
 crashes rooms, user rooms, connections and the feed, cuts the feed, stalls rooms and
 connection writers for a moment, and kills client sockets mid-stream. Then everything calms
 down and the run checks the invariants (see docs/reliability.md).
@@ -24,6 +25,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -40,6 +42,7 @@ from trio_websocket import (
 from rt.client import KMarketClient
 from rt.dialects.topics.aggregator import MAKERS
 from rt.dialects.topics.demo import INSTRUMENTS as DEMO_INSTRUMENTS
+from rt.dialects.trading.exchange import LEDGER_PATH
 from rt.server import Server, open_server
 from tests.redis_server import RedisServer
 from tests.rt.e2e._support import make_token
@@ -252,8 +255,8 @@ class UofClient:
         while True:
             try:
                 await self.session(server)
-            except (OSError, HandshakeError, ConnectionClosed):
-                pass
+            except* (OSError, HandshakeError, ConnectionClosed):
+                pass  # (raised in the session's nursery: grouped, as trio groups them)
             await trio.sleep(0.05)
 
 
@@ -323,6 +326,98 @@ class PredictionsClient:
             await trio.sleep(0.05)
 
 
+@dataclass
+class TradingClient:
+    """A trader of the trading dialect (seed 003): places 1-lot orders, each with a
+    client_order_id that it sends again after a reconnect until it is answered; keeps every
+    private push, which must come in seq order, each once, across connections (it resumes
+    with ``last_seq``); and the last order_status of each of its orders."""
+
+    ws_url: str
+    user: str
+    rng: random.Random
+    sent: dict[str, Message] = field(default_factory=dict)  # by client_order_id
+    answers: dict[str, Message] = field(default_factory=dict)
+    statuses: dict[str, Message] = field(default_factory=dict)  # by order_id: the last push
+    seq: int = 0
+    pushes: int = 0
+    violations: list[str] = field(default_factory=list)
+    connects: int = 0
+    submitting: bool = True
+    _scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+
+    def drop(self) -> None:
+        self._scope.cancel()
+
+    def new_order(self) -> Message:
+        client_order_id = f"{self.user}-o{len(self.sent) + 1}"
+        order = {
+            "type": "submit_order",
+            "instrument_id": "IX2301",
+            "direction": self.rng.choice(["BUY", "SELL"]),
+            "offset": "OPEN",
+            "volume": 1,
+            "price": self.rng.choice([119.5, 120.0, 120.5]),
+            "order_type": "LIMIT",
+            "client_order_id": client_order_id,
+        }
+        self.sent[client_order_id] = order
+        return order
+
+    def on_message(self, message: Message) -> None:
+        kind = message.get("type")
+        if kind == "auth_response" and not message["success"]:
+            self.violations.append(f"{self.user}: auth refused: {message}")
+        elif kind == "order_response":
+            client_order_id = message.get("client_order_id", "?")
+            first = self.answers.setdefault(client_order_id, message)
+            if first != message:  # a retry answers what the first try was answered
+                self.violations.append(f"{self.user}: {client_order_id} answered {message}")
+        elif "seq" in message and kind in ("order_status", "trade", "account_update"):
+            if message["seq"] != self.seq + 1:
+                self.violations.append(f"{self.user}: push {message['seq']} after {self.seq}")
+            self.seq = max(self.seq, message["seq"])
+            self.pushes += 1
+            if kind == "order_status":
+                self.statuses[message["order_id"]] = message
+        elif kind == "error":
+            self.violations.append(f"{self.user}: error {message}")
+
+    async def session(self) -> None:
+        with trio.CancelScope() as self._scope:
+            async with open_websocket_url(f"{self.ws_url}/ws/trade?user_id={self.user}") as ws:
+                self.connects += 1
+                auth: Message = {
+                    "type": "auth",
+                    "user_id": self.user,
+                    "token": make_token(self.user),
+                }
+                if self.seq:
+                    auth["last_seq"] = self.seq  # exactly once across connections
+                await ws.send_message(json.dumps(auth))
+                async with trio.open_nursery() as nursery:
+
+                    async def submitter() -> None:
+                        for client_order_id, order in list(self.sent.items()):
+                            if client_order_id not in self.answers:
+                                await ws.send_message(json.dumps(order))
+                        while self.submitting:
+                            await ws.send_message(json.dumps(self.new_order()))
+                            await trio.sleep(self.rng.uniform(0.02, 0.1))
+
+                    nursery.start_soon(submitter)
+                    while True:
+                        self.on_message(json.loads(await ws.get_message()))
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.session()
+            except* (OSError, HandshakeError, ConnectionClosed):
+                pass  # (raised in the session's nursery: grouped, as trio groups them)
+            await trio.sleep(0.05)
+
+
 # -- the run ------------------------------------------------------------------------------
 
 
@@ -341,6 +436,8 @@ class Figures:
     slow_closes: int = 0
     tickets: int = 0
     predictions: int = 0
+    orders: int = 0
+    trading_pushes: int = 0
     results: Counter[str] = field(default_factory=Counter)
     tasks_baseline: int = 0
     tasks_after: int = 0
@@ -359,6 +456,7 @@ async def chaos(
     kclients: list[ChaosKMarketClient],
     uclients: list[UofClient],
     pclients: list[PredictionsClient],
+    tclients: list[TradingClient],
 ) -> None:
     """Arm and disarm faults, drop sockets and pause readers until ``RUN_S`` has passed."""
     faults = server.system.faults
@@ -397,6 +495,7 @@ async def chaos(
                     "drop_socket",
                     "drop_uof_socket",
                     "drop_predictions_socket",
+                    "drop_trading_socket",
                     "crash_predictions_room",
                     "slow_reader",
                     "stalled_reader",
@@ -433,6 +532,9 @@ async def chaos(
                 continue
             elif action == "drop_predictions_socket":
                 rng.choice(pclients).drop()
+                continue
+            elif action == "drop_trading_socket":
+                rng.choice(tclients).drop()
                 continue
             elif action == "crash_predictions_room":
                 fault = faults.arm("crash", actor="rooms/all:predictions")
@@ -493,6 +595,7 @@ async def run_seed(seed: int, engine: str = "memory") -> Figures:
         dev=False,
         mts_latency_s=0.02,
         max_connections_per_user=50,
+        trading_exchange="on",  # also on Redis: this one node is the whole deployment
         room_idle_s=0.5,  # rooms left without subscribers stop soon: tasks return to baseline
         # A small outbox and a short write deadline, so that slow and stalled readers reach
         # every step of the slow-consumer policy within a run.
@@ -535,7 +638,12 @@ async def serve_seed(server: Server, seed: int, rng: random.Random, figures: Fig
         PredictionsClient(server.ws_url, "p1"),
         PredictionsClient(server.ws_url, "p2", min_confidence=0.8),
     ]
+    tclients = [
+        TradingClient(server.ws_url, f"t{i}", random.Random(rng.random())) for i in range(3)
+    ]
     async with trio.open_nursery() as clients:
+        for t in tclients:
+            clients.start_soon(t.run)
         for k in kclients:
             clients.start_soon(k.run)
         for u in uclients:
@@ -544,13 +652,15 @@ async def serve_seed(server: Server, seed: int, rng: random.Random, figures: Fig
             clients.start_soon(p.run)
         async with trio.open_nursery() as load:
             load.start_soon(publisher, server, rng, figures)
-            await chaos(server, rng, figures, kclients, uclients, pclients)
+            await chaos(server, rng, figures, kclients, uclients, pclients, tclients)
             load.cancel_scope.cancel()
         server.system.faults.disarm()
         for k in kclients:
             k.resume_reading()
         for u in uclients:
             u.submitting = False
+        for t in tclients:
+            t.submitting = False
 
         # Every KMarket client catches up with the engine, state and seq.
         for k in kclients:
@@ -589,6 +699,36 @@ async def serve_seed(server: Server, seed: int, rng: random.Random, figures: Fig
             figures.predictions += p.received
             figures.reconnects += p.connects - 1
             figures.resyncs += p.refreshes
+
+        # Every order sent is answered (a retry as the first try was), every private push
+        # came once and in order, and each order's last order_status is what the exchange
+        # holds: nothing acknowledged was lost. And no money was made or lost.
+        ledger_ref = server.system.lookup(LEDGER_PATH)
+        assert ledger_ref is not None, seed  # the exchange is never a fault's target
+        ledger = ledger_ref._cell.actor.ledger  # type: ignore[attr-defined]
+        for t in tclients:
+            await wait_for(
+                lambda t=t: set(t.answers) >= set(t.sent),
+                f"seed {seed}: answers for every order of {t.user}",
+            )
+            placed = {a["order_id"] for a in t.answers.values() if a["success"]}
+            assert all(a["success"] for a in t.answers.values()), (seed, t.answers)
+
+            def settled(t: TradingClient = t, placed: set[str] = placed) -> bool:
+                return all(
+                    (s := t.statuses.get(o)) is not None
+                    and (s["status"], s["filled_volume"])
+                    == (ledger.orders[o].status, float(ledger.orders[o].filled))
+                    for o in placed
+                )
+
+            await wait_for(settled, f"seed {seed}: every order's last status at {t.user}")
+            assert t.violations == [], (seed, t.violations)
+            figures.orders += len(t.sent)
+            figures.trading_pushes += t.pushes
+            figures.reconnects += t.connects - 1
+        starting = sum((a.starting_balance for a in ledger.accounts.values()), Decimal(0))
+        assert ledger.total_balance() == starting, seed
 
         for k in kclients:
             figures.reconnects += k.connects - 1
