@@ -18,7 +18,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import trio
@@ -32,14 +32,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_redis() -> tuple[subprocess.Popen[bytes], str]:
+def start_redis(
+    prefix: Sequence[str] = (), directory: str | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """A fresh redis-server on a free loopback port, persisting nothing, and its URL;
+    ``prefix`` goes before the command (taskset), ``directory`` is its working directory."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise SystemExit("bench: redis-server is needed (apt-get install redis-server)")
     port = free_port()
-    directory = tempfile.mkdtemp(prefix="rt-bench-redis-")
+    directory = directory or tempfile.mkdtemp(prefix="rt-bench-redis-")
     process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", directory,
+        [*prefix, binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", directory,
          "--save", "", "--appendonly", "no", "--loglevel", "warning"],
         stdout=subprocess.DEVNULL,
     )  # fmt: skip

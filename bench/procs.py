@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,15 @@ def runq_wait_seconds(pid: int) -> float:
         return int(f.read().split()[1]) / 1e9
 
 
+def write_syscalls(pid: int) -> int:
+    """Write syscalls the process made (``syscw`` of /proc/<pid>/io: write, writev, send...)."""
+    with open(f"/proc/{pid}/io") as f:
+        for line in f:
+            if line.startswith("syscw:"):
+                return int(line.split()[1])
+    raise BenchError(f"no syscw for pid {pid}")
+
+
 def rss_kb(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -105,10 +115,22 @@ def _tail(log: Any) -> str:
     return log.read().decode(errors="replace")[-2000:]
 
 
-class _Process:
-    """A Python process of ours that prints one JSON ready line, with its stderr kept."""
+def _json_ready(line: bytes) -> dict[str, Any]:
+    return dict(json.loads(line))
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], timeout_s: float) -> None:
+
+class _Process:
+    """A Python process of ours that prints one JSON ready line, with its stderr kept
+    (``parse`` reads another kind of ready line: a ValueError means it is not one)."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        timeout_s: float,
+        parse: Callable[[bytes], dict[str, Any]] = _json_ready,
+    ) -> None:
         self.name = name
         # BENCH_LOGS=<dir> keeps each server's stderr there (BENCH_RT_LOG=INFO for rt's logs)
         logs = os.environ.get("BENCH_LOGS")
@@ -117,6 +139,7 @@ class _Process:
             self.log = open(Path(logs) / f"{name}-{time.strftime('%H%M%S')}.log", "w+b")
         else:
             self.log = tempfile.TemporaryFile()
+        self.stderr = ""
         self.proc = subprocess.Popen(
             argv,
             cwd=ROOT,
@@ -130,17 +153,24 @@ class _Process:
         assert stdout is not None
         threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
         try:
-            self.ready: dict[str, Any] = dict(json.loads(lines.get(timeout=timeout_s)))
+            self.ready: dict[str, Any] = parse(lines.get(timeout=timeout_s))
         except (queue.Empty, ValueError):
             self.kill()
-            raise BenchError(f"{name} did not start:\n{_tail(self.log)}") from None
+            raise BenchError(f"{name} did not start:\n{self.stderr[-2000:]}") from None
 
     def kill(self) -> None:
         """Results are in hand, and a graceful stop is not what is measured."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=10)
-        self.log.close()
+        self.close_log()
+
+    def close_log(self) -> None:
+        """Keep the process's stderr (``stderr``), then close the file (once it is gone)."""
+        if not self.log.closed:
+            self.log.seek(0)
+            self.stderr = self.log.read().decode(errors="replace")
+            self.log.close()
 
 
 class Server:
@@ -173,6 +203,11 @@ class Server:
         self.ready = dict(self._server.ready)
         self.pid: int = self.ready["pid"]
         self.ws_url = f"ws://127.0.0.1:{self.ready['ws_port']}/ws/odds?token="
+        #: Where clients connect: more than one for several nodes of one server (the fleet
+        #: spreads its clients over them; bench/scaleout.py).
+        self.ws_urls = [self.ws_url]
+        #: The server's processes by name, whose CPU time is the server's.
+        self.processes: dict[str, int] = {kind: self.pid}
         if external:
             self._publisher = _Process(
                 "publisher",
@@ -192,8 +227,15 @@ class Server:
                 timeout_s,
             )
             self.ready["control_port"] = self._publisher.ready["control_port"]
+        self._connect_control()
+
+    def _connect_control(self) -> None:
         self._control = socket.create_connection(("127.0.0.1", self.ready["control_port"]), 5)
         self._control_file = self._control.makefile("rwb")
+
+    def helper_pids(self) -> list[int]:
+        """Processes of the bench that serve the server but are not it (the publisher)."""
+        return [self._publisher.proc.pid] if self._publisher is not None else []
 
     def control(self, cmd: str, **args: Any) -> dict[str, Any]:
         self._control_file.write(json.dumps({"cmd": cmd, **args}).encode() + b"\n")
@@ -214,16 +256,26 @@ class Server:
             time.sleep(0.01)
 
     def cpu_s(self) -> float:
-        return cpu_seconds(self.pid)
+        return sum(self.cpu_by_process().values())
+
+    def cpu_by_process(self) -> dict[str, float]:
+        return {name: cpu_seconds(pid) for name, pid in self.processes.items()}
 
     def runq_wait_s(self) -> float:
-        return runq_wait_seconds(self.pid)
+        return sum(runq_wait_seconds(pid) for pid in self.processes.values())
+
+    def write_syscalls(self) -> int:
+        return sum(write_syscalls(pid) for pid in self.processes.values())
 
     def rss_kb(self) -> int:
         return rss_kb(self.pid)
 
     def log_tail(self) -> str:
         return _tail(self._server.log)
+
+    def log_text(self) -> str:
+        """The server's whole stderr, once it is closed."""
+        return str(getattr(self._server, "stderr", ""))
 
     def close(self) -> None:
         self._control.close()

@@ -30,6 +30,7 @@ COLUMNS: dict[str, list[tuple[str, str, int]]] = {
         ("connect+subscribe+close /s (measured)", "cycles_per_s", 0),
         ("cycles per server CPU-second", "cycles_per_cpu_s", 0),
         ("server CPU-ms per cycle", "server_cpu_ms_per_cycle", 3),
+        ("server cores (measured)", "server_cores", 3),
     ],
     "s6": [
         (f"{what} ({dialect})", f"{key}_{dialect}", digits)
@@ -51,6 +52,7 @@ COLUMNS: dict[str, list[tuple[str, str, int]]] = {
         ("server CPU-s for the resume", "server_cpu_s", 3),
         ("connections dropped by the server", "dropped_by_server", 0),
         ("clients left disconnected at the end", "disconnected_at_end", 0),
+        ("resumes the server could not recover (snapshot instead)", "resumed_not_recovered", 0),
     ],
 }
 
@@ -121,9 +123,14 @@ def _fmt(value: Any, digits: int) -> str:
 
 
 def table(scenario: str, result: dict[str, Any]) -> str:
-    """A markdown table of the best run of each server, with rt/websockets."""
+    """A markdown table of the best run of each server, with rt/websockets (or, without
+    websockets, each other server against rt: the scale-out kinds of bench/scaleout.py)."""
     servers = list(result["best"])
-    head = ["", *servers, "rt / websockets"]
+    if "websockets" in servers or "rt" not in servers:
+        pairs = [("rt", "websockets")]
+    else:
+        pairs = [(server, "rt") for server in servers if server != "rt"]
+    head = ["", *servers, *(f"{a} / {b}" for a, b in pairs)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, key, digits in [*COLUMNS[scenario], ("contract held (0 gaps, 0 dups)", "ok", 0)]:
         cells = [label]
@@ -135,9 +142,10 @@ def table(scenario: str, result: dict[str, Any]) -> str:
             )
             values[server] = value
             cells.append(_fmt(value, digits))
-        rt, ws = values.get("rt"), values.get("websockets")
-        both = isinstance(rt, int | float) and isinstance(ws, int | float) and key != "ok"
-        cells.append(f"{rt / ws:.2f}x" if both and ws else "")
+        for a, b in pairs:
+            x, y = values.get(a), values.get(b)
+            both = isinstance(x, int | float) and isinstance(y, int | float) and key != "ok"
+            cells.append(f"{x / y:.2f}x" if both and y else "")
         lines.append("| " + " | ".join(cells) + " |")
     for row in result["targets"]:
         if "ratio" in row:

@@ -35,6 +35,7 @@ from rt.auth import issue_token
 
 from .procs import BenchError, Fleet, Server
 from .servers import predictions_plan
+from .trading import core_busy_s
 
 WINDOW = 500  # S1: publishes the server may be ahead of the slowest client (< rt's 768)
 CHURN_LOOPS = 50  # S4: concurrent connect/close loops
@@ -64,10 +65,12 @@ def measure(
 
         finish_profile = record(server, seconds, profile)
     before = server.control("stats")
+    by0, writes0 = server.cpu_by_process(), server.write_syscalls()
     cpu0, wait0, fleet0, t0 = server.cpu_s(), server.runq_wait_s(), fleet.cpu_s(), time.monotonic()
     time.sleep(seconds)
     stats = fleet.op("stats")
     cpu1, wait1, fleet1, t1 = server.cpu_s(), server.runq_wait_s(), fleet.cpu_s(), time.monotonic()
+    by1, writes1 = server.cpu_by_process(), server.write_syscalls()
     after = server.control("stats")
     published = after["total"] - before["total"]
     gc_s = after["gc_s"] - before["gc_s"]
@@ -81,8 +84,12 @@ def measure(
         "publish_rate": round(published / wall, 1),
         "delivered": delivered,
         "delivered_per_s": round(delivered / wall),
+        # messages per write syscall of the server (how long its runs were)
+        "delivered_per_write": round(delivered / max(writes1 - writes0, 1), 2),
         "server_cpu_s": round(cpu1 - cpu0, 3),
         "server_cores": round((cpu1 - cpu0) / wall, 3),
+        # a server of several processes (bench/scaleout.py): the cores each of them used
+        "server_cores_by_process": {k: round((by1[k] - by0[k]) / wall, 3) for k in by1},
         # ready to run, but the core was busy with another process (other developers' jobs)
         "server_runq_wait_share": round((wait1 - wait0) / wall, 3),
         "fleet_cores": round((fleet1 - fleet0) / wall, 3),
@@ -134,6 +141,10 @@ def contract(
 
 
 def connect(server: Server, fleet: Fleet, clients: list[dict[str, Any]], **args: Any) -> float:
+    urls = server.ws_urls
+    if len(urls) > 1:  # several nodes of one server (bench/scaleout.py): client i on node i % n
+        clients = [{**c, "node": i % len(urls)} for i, c in enumerate(clients)]
+        args["urls"] = urls
     r = fleet.op("connect", url=server.ws_url, clients=clients, **args)
     if r["ok"] != len(clients):
         raise BenchError(f"{server.kind}: {r['ok']} of {len(clients)} clients connected: {r}")
@@ -228,15 +239,19 @@ def s4(server: Server, fleet: Fleet, tokens: list[str], profile: Path | None) ->
     server.control("burst", market="1", count=1)
     server.wait_published(1)
     loops = tokens[:CHURN_LOOPS]
-    fleet.op("churn", url=server.ws_url, tokens=loops, market="1", duration_s=1)  # warm up
+    urls = server.ws_urls  # several nodes: loop i on node i % n
+    fleet.op("churn", url=server.ws_url, urls=urls, tokens=loops, market="1", duration_s=1)
     finish_profile = None
     if profile is not None:
         from .profile import record
 
         finish_profile = record(server, 5.0, profile)
-    cpu0, wait0 = server.cpu_s(), server.runq_wait_s()
-    r = fleet.op("churn", url=server.ws_url, tokens=loops, market="1", duration_s=5)
+    cpu0, wait0, by0 = server.cpu_s(), server.runq_wait_s(), server.cpu_by_process()
+    fleet0, cores0 = fleet.cpu_s(), core_busy_s()
+    r = fleet.op("churn", url=server.ws_url, urls=urls, tokens=loops, market="1", duration_s=5)
     cpu, wait = server.cpu_s() - cpu0, server.runq_wait_s() - wait0
+    fleet_cpu, cores = fleet.cpu_s() - fleet0, core_busy_s()
+    by = {k: round((v - by0[k]) / r["elapsed_s"], 3) for k, v in server.cpu_by_process().items()}
     if finish_profile is not None:
         finish_profile()
     return {
@@ -246,7 +261,13 @@ def s4(server: Server, fleet: Fleet, tokens: list[str], profile: Path | None) ->
         "cycles": r["cycles"],
         "failed": r["failed"],
         "server_cores": round(cpu / r["elapsed_s"], 3),
+        "server_cores_by_process": by,
         "server_runq_wait_share": round(wait / r["elapsed_s"], 3),
+        "fleet_cores": round(fleet_cpu / r["elapsed_s"], 3),
+        # how busy each core of the machine was (everything on it, /proc/stat)
+        "core_busy_share": [
+            round((b - a) / r["elapsed_s"], 3) for a, b in zip(cores0, cores, strict=True)
+        ],
         "server_cpu_ms_per_cycle": round(cpu / max(r["cycles"], 1) * 1000, 3),
         "contract": {"ok": r["failed"] == 0, "failed": r["failed"]},
     }
@@ -265,8 +286,12 @@ def s5(server: Server, fleet: Fleet, tokens: list[str], profile: Path | None) ->
     target = 10 + behind
     server.control("rate", markets=["1"], rate=50, duration_s=90)  # live publishes go on
     cpu0, wait0, t0 = server.cpu_s(), server.runq_wait_s(), time.monotonic()
-    r = fleet.op("resume", url=server.ws_url, targets={"1": target}, timeout_s=60, retries=30)
+    by0 = server.cpu_by_process()
+    # Several nodes (bench/scaleout.py): each client resumes on the next node, not its own.
+    urls, move = server.ws_urls, 1 if len(server.ws_urls) > 1 else 0
+    r = fleet.op("resume", urls=urls, move=move, targets={"1": target}, timeout_s=60, retries=30)
     cpu, wait = server.cpu_s() - cpu0, server.runq_wait_s() - wait0
+    by = {k: round(v - by0[k], 3) for k, v in server.cpu_by_process().items()}
     wall = time.monotonic() - t0
     report = contract(server, fleet, drops_allowed=True)
     c = fleet.op("stats")["counters"]
@@ -279,7 +304,9 @@ def s5(server: Server, fleet: Fleet, tokens: list[str], profile: Path | None) ->
         "reconnects": c["reconnects"],
         "disconnected_at_end": report["disconnected_at_end"],
         "server_cpu_s": round(cpu, 3),
+        "server_cpu_s_by_process": by,
         "server_runq_wait_share": round(wait / wall, 3),
+        "resumed_on_another_node": r["moved"],  # clients sent to a node not their own
         "resumed_messages": c["resumed"],
         "resumed_not_recovered": c["resumed_lost"],
         "contract": report,

@@ -9,6 +9,9 @@
 //   hello                                    -> {pids}
 //   connect {url, clients:[{token, markets}], concurrency, timeout_s}
 //                                            -> {ok, failed, elapsed_s}  (ack + snapshots in)
+//   connect {urls, clients:[{token, markets, node}]}
+//                                            several nodes of one server: client c connects
+//                                            to urls[c.node] (and stays there)
 //   connect {url, dialect: "predictions", rules, clients:[{token, tier, subs, markets}]}
 //                                            seed 002 clients (S6): each sends one subscribe
 //                                            per entry of subs, ready once each is confirmed
@@ -17,6 +20,9 @@
 //                                            -> every client reconnects at once with
 //                                               resume {offsets: its last seqs}; elapsed_s
 //                                               until the last one has seq >= target
+//   resume {urls, move: k, targets, timeout_s}
+//                                            the same, each client to urls[(node + k) %
+//                                               urls.length] (k = 1: the other node)
 //   wait_seq {targets, timeout_s}            -> {ok, behind}: every client has seq >= target
 //   mark                                     start a measurement window
 //   stats                                    -> counters, and latency percentiles of the window
@@ -25,6 +31,7 @@
 //   churn {url, tokens, market, concurrency, duration_s}
 //                                            -> {cycles, failed, elapsed_s}: connect,
 //                                               subscribe, get the snapshot, close, repeat
+//                                               (with urls: loop i on urls[i % urls.length])
 //   exit
 //
 // Every message is checked against the delivery contract per client and market: an
@@ -208,7 +215,7 @@ function worker() {
     };
     c.onReady = settle;
     c.closing = false;
-    const ws = new WebSocket(url + encodeURIComponent(c.token || 'none'), WS_OPTIONS);
+    const ws = new WebSocket((c.url || url) + encodeURIComponent(c.token || 'none'), WS_OPTIONS);
     c.ws = ws;
     ws.on('open', () => { for (const m of [].concat(first)) ws.send(JSON.stringify(m)); });
     ws.on('message', (data) => onMessage(c, data));
@@ -291,9 +298,11 @@ function worker() {
     const end = performance.now() + timeoutMs(op.duration_s, 5);
     let cycles = 0, failed = 0;
     const t0 = nowUs();
-    await Promise.all(op.tokens.map(async (token) => {
+    const urls = op.urls || [op.url];
+    await Promise.all(op.tokens.map(async (token, i) => {
+      const url = urls[i % urls.length];
       while (performance.now() < end) {
-        if (await churnCycle(op.url, token, subscribe)) cycles++; else failed++;
+        if (await churnCycle(url, token, subscribe)) cycles++; else failed++;
       }
     }));
     return { cycles, failed, t_start_us: t0, t_end_us: nowUs() };
@@ -331,6 +340,7 @@ function worker() {
         token: spec.token, markets: spec.markets.map(key), last: new Map(), ws: null,
         needSnapshots: 0, target: null, onReady: null, closing: false, caughtUs: 0,
         tier: spec.tier, subs: spec.subs,
+        node: spec.node || 0, url: op.urls ? op.urls[(spec.node || 0) % op.urls.length] : null,
       }));
       if (op.dialect === 'predictions') {
         rules = op.rules;
@@ -345,12 +355,20 @@ function worker() {
     disconnect: () => closeAll(10000),
     async resume(op) {
       const target = Object.entries(op.targets).map(([m, s]) => [key(m), s]);
+      let moved = 0;
       for (const c of clients) {
         c.target = new Map(target.filter(([k]) => c.markets.includes(k)));
+        if (op.urls) {  // to another node of the same server
+          const node = (c.node + (op.move || 0)) % op.urls.length;
+          if (node !== c.node) moved++;
+          c.node = node;
+          c.url = op.urls[node];
+        }
       }
-      return openAll(clients, op.url, Infinity,
+      const r = await openAll(clients, op.url, Infinity,
         (c) => ({ type: 'resume', offsets: Object.fromEntries(c.last) }), timeoutMs(op.timeout_s, 60),
         op.retries || 0);
+      return { ...r, moved };
     },
     wait_seq: (op) => waitSeq(op.targets, timeoutMs(op.timeout_s, 30)),
     mark() {
@@ -453,7 +471,7 @@ function main(workerCount) {
     async resume(op) {
       const t0 = nowUs();
       const rs = await all(() => op);
-      return { ok: sum(rs, 'ok'), failed: sum(rs, 'failed'), pending: sum(rs, 'pending'), elapsed_s: (Math.max(...rs.map((r) => r.t_done_us)) - t0) / 1e6 };
+      return { ok: sum(rs, 'ok'), failed: sum(rs, 'failed'), pending: sum(rs, 'pending'), moved: sum(rs, 'moved'), elapsed_s: (Math.max(...rs.map((r) => r.t_done_us)) - t0) / 1e6 };
     },
     async wait_seq(op) {
       const rs = await all(() => op);

@@ -1,6 +1,7 @@
 """rt under test: `open_server(settings)` plus the benchmark publisher, in one process.
 
     RT_JWT_SECRET=... python -m bench.servers.rt_server [--publisher inprocess|none]
+        [--engine memory|redis://127.0.0.1:PORT/0]
 
 With ``--publisher inprocess`` (the default) the plan publishes with ``server.hub.publish``,
 the same path as the demo feed and POST /admin/odds/override after their HTTP handling; to a
@@ -12,6 +13,10 @@ POST /admin/publish or /ws/publish once rt has them, without touching the scenar
 
 rt runs on its defaults (outbox 1,024, history 1,000, 5 connections per user), with the demo
 feed off and the JWT secret and admin token from RT_JWT_SECRET and RT_ADMIN_TOKEN.
+
+``--engine redis://...`` puts it on the Redis engine (issue 15's scale-out, bench/scaleout.py):
+several of these processes on one Redis are one server, and ``server.hub.publish`` in any of
+them reaches the clients of all (every node reads its watched topics from Redis).
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ async def main(args: argparse.Namespace) -> None:
         host="127.0.0.1",
         port=args.ws_port or free_port(),
         demo_feed=False,
+        engine_url=args.engine,
         jwt_secret=os.environ["RT_JWT_SECRET"],
         admin_token=os.environ.get("RT_ADMIN_TOKEN", ""),
         # Every benchmark client connects from 127.0.0.1, up to 10,000 of them (S3).
@@ -88,6 +94,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ws-port", type=int, default=0, help="the one port (HTTP too)")
     parser.add_argument("--publisher", choices=["inprocess", "none"], default="inprocess")
+    parser.add_argument("--engine", default="memory", help="memory, or redis://HOST:PORT/DB")
     logging.basicConfig(level=os.environ.get("BENCH_RT_LOG", "WARNING"), stream=sys.stderr)
     try:
         trio.run(main, parser.parse_args())
