@@ -193,7 +193,10 @@ class Hub:
         """Subscribe ``outbox`` to ``topic``: from a snapshot (or, ``quiet``, from the
         room's position without one), or resuming after ``since``."""
         # A user's private stream is lossless: never coalesced or resynced, see Outbox.
-        subscription = outbox.expect(topic, since, lossless=is_user_topic(topic))
+        lossless = is_user_topic(topic)
+        subscription = outbox.expect(topic, since, lossless=lossless)
+        if lossless and self._waits_without_a_room(topic, since, outbox):
+            return
         message = JoinRoom(outbox, since, epoch, announce, subscription, quiet)
         self.table.entry(topic).expect(message)
         room = self.system.lookup(room_path(topic)) or await self._start_room(topic)
@@ -208,6 +211,28 @@ class Hub:
         # its supervisor, or by the keeper, told here), serves it. A connection never
         # fails, nor waits long, because of a room's supervisor.
         self._orphan(topic)
+
+    def _waits_without_a_room(self, topic: str, since: int | None, outbox: Outbox) -> bool:
+        """A private stream with nothing to replay needs no room (no actor, no task) until
+        its first message: the outbox waits in the table at its position, and the first
+        publish starts the room, which brings it up to date as after a room's crash. So a
+        connected user who is sent nothing costs no actor. Only on an engine no other process
+        shares (a shared one delivers only the topics a room watches), and only when the
+        client is exactly at the topic's position (behind: a replay; ahead: another epoch's
+        seq, which the room resolves)."""
+        if (
+            self.engine.shared
+            or since is None
+            or self.engine.position(topic)[1] != since
+            or self.system.lookup(room_path(topic)) is not None
+            or topic in self._orphans
+        ):
+            return False
+        entry = self.table.entry(topic)
+        if entry.joining:  # a room is being started for them: it serves this join too
+            return False
+        entry.add(outbox)
+        return True
 
     def leave(self, topic: str, outbox: Outbox) -> None:
         """Unsubscribe at once: the room fans out from the table, so it stops here."""

@@ -70,6 +70,10 @@ class Engine(Protocol):
     mutate it. A snapshot's ``state`` belongs to the caller.
     """
 
+    #: Whether other processes share this engine's topics (Redis): a process then hears
+    #: only the topics it `watch`es.
+    shared: bool
+
     async def publish(self, topic: str, data: Json, *, kind: UpdateKind = "patch") -> Update:
         """Append one update to ``topic`` and return it.
 

@@ -49,6 +49,8 @@ class MemoryEngine(Engine):
     recognised as meaningless.
     """
 
+    shared = False
+
     def __init__(
         self,
         *,

@@ -94,6 +94,8 @@ class RedisEngine(Engine):
     ``history_size`` is the Stream length kept per topic. ``wall_ms`` stamps ``ts``.
     """
 
+    shared = True
+
     def __init__(
         self,
         target: RedisTarget,
