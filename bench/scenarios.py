@@ -167,6 +167,8 @@ def s1(server: Server, fleet: Fleet, tokens: list[str], profile: Path | None) ->
         "cpu_s_per_million": round(cpu_per_m, 2),
         # what one whole core would deliver: robust to the share of core 0 the server got
         "delivered_per_cpu_s": round(1e6 / cpu_per_m) if cpu_per_m else None,
+        "delivered_per_write": window["delivered_per_write"],
+        "fleet_cores": window["fleet_cores"],
         "connect_s": round(connect_s, 2),
         "window": window,
         "contract": contract(server, fleet),
@@ -178,7 +180,8 @@ def s2(server: Server, fleet: Fleet, tokens: list[str], profile: Path | None) ->
     clients = [{"token": t, "markets": [rooms[i % 100]]} for i, t in enumerate(tokens[:1000])]
     connect(server, fleet, clients)
     measure_s = 8.0 if profile is not None else 5.0
-    server.control("rate", markets=rooms, rate=2000, duration_s=measure_s + 10)
+    rate = int(os.environ.get("BENCH_S2_RATE", "2000"))  # the scenario's is 2,000
+    server.control("rate", markets=rooms, rate=rate, duration_s=measure_s + 10)
     time.sleep(2.0)  # warm up
     window = measure(server, fleet, measure_s, profile=profile)
     lag = server.control("stats")["lag_max_ms"]
@@ -191,7 +194,9 @@ def s2(server: Server, fleet: Fleet, tokens: list[str], profile: Path | None) ->
             window["server_cpu_s"] / max(window["published"], 1) * 1e6, 1
         ),
         "publish_rate": window["publish_rate"],
+        "rate_asked": rate,
         "publisher_lag_max_ms": lag,
+        "delivered_per_write": window["delivered_per_write"],
         "window": window,
         "contract": contract(server, fleet),
     }
