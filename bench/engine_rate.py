@@ -97,7 +97,8 @@ async def measure(engine: Engine, count: int) -> dict[str, Any]:
 
 
 async def main(count: int) -> dict[str, Any]:
-    redis, url = start_redis()
+    directory = tempfile.TemporaryDirectory(prefix="rt-bench-redis-")
+    redis, url = start_redis(directory=directory.name)
     try:
         out: dict[str, Any] = {}
         for name, engine_url in (("memory", "memory"), ("redis", url)):
@@ -109,6 +110,7 @@ async def main(count: int) -> dict[str, Any]:
     finally:
         redis.kill()
         redis.wait()
+        directory.cleanup()
 
 
 if __name__ == "__main__":
