@@ -268,7 +268,11 @@ async def test_market_data_books_check_out_and_prints_follow(server: Server) -> 
         assert all("order_id" not in p for p in prints)  # public: nobody's order
         [ticker] = [m for m in messages if m["type"] == "ticker"]
         assert (ticker["last_price"], ticker["volume"]) == (120.5, 1.0)
-        assert (ticker["best_bid"], ticker["best_ask"], ticker["total_volume"]) == (119.0, 120.5, 8.0)
+        assert (ticker["best_bid"], ticker["best_ask"], ticker["total_volume"]) == (
+            119.0,
+            120.5,
+            8.0,
+        )
         [change] = [m for m in messages if m["type"] == "orderbook"]
         book.apply(change)
         assert book.levels["asks"] == {120.5: (1.0, 1)}
