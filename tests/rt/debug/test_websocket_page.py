@@ -64,6 +64,7 @@ def drive(url: str, profile: Path, admin_token: str) -> bytes:
             "kmarket",
             "uof",
             "predictions",
+            "trading",
         ]
         assert text(driver, "state") == "disconnected"
         client_id = driver.find_element(By.ID, "client-id").get_attribute("value") or ""
@@ -177,6 +178,27 @@ def drive(url: str, profile: Path, admin_token: str) -> bytes:
         until(driver, lambda d: log_has(d, '"match_id":99'), "the kick-off")
         click(driver, "disconnect")
         until(driver, lambda d: text(d, "state") == "disconnected", "disconnected (predictions)")
+
+        # And the trading dialect: auth on open (the dev token of "web"), the book's full
+        # snapshot, the market maker's quotes in its row.
+        dialects.select_by_value("trading")
+        assert driver.find_element(By.ID, "topic").get_attribute("value") == "orderbook:IX2301"
+        click(driver, "connect")
+        until(driver, lambda d: text(d, "state") == "connected", "connected (trading)")
+        until(driver, lambda d: log_has(d, '"Authentication successful"'), "the auth_response")
+        click(driver, "subscribe")
+        book = '#topics tr[data-topic="orderbook:IX2301"]'
+        until(driver, lambda d: d.find_elements(By.CSS_SELECTOR, book), "the book's row")
+        until(
+            driver,
+            lambda d: re.match(
+                r"bid [\d.]+ · ask [\d.]+",
+                d.find_element(By.CSS_SELECTOR, f"{book} td.latest").text,
+            ),
+            "the market maker's quotes",
+        )
+        click(driver, "disconnect")
+        until(driver, lambda d: text(d, "state") == "disconnected", "disconnected (trading)")
         return png
 
 
