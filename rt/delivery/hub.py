@@ -9,6 +9,7 @@ synchronous or a short await, and it holds no state that needs a mailbox to stay
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import ClassVar
 
 import trio
@@ -95,6 +96,9 @@ class Hub:
 
     async def publish(self, topic: str, data: Json, *, kind: UpdateKind = "patch") -> Update:
         return await self.engine.publish(topic, data, kind=kind)
+
+    async def publish_many(self, items: Sequence[tuple[str, Json, UpdateKind]]) -> list[Update]:
+        return await self.engine.publish_many(items)
 
     def _on_update(self, update: Update) -> None:
         """Called by the engine for every update, in seq order per topic. Never blocks."""

@@ -4,7 +4,7 @@
 take a batch of updates, each ``{"marketId": ..., "payload": {...}}`` (a KMarket market id and
 an RFC 7396 merge patch on its state) or a tick ``{"symbol", "type", "price", "volume",
 "ts"}`` (one trade of an instrument, for the topics dialect's candles), and both hand it to
-`publish_batch`, which publishes through the hub like every other producer.
+`publish_batch`, which publishes the batch through the hub in one call to the engine.
 docs/publishing.md is the reference.
 
 Validation is all-or-nothing: a batch is checked whole before anything is published, so a
@@ -206,7 +206,7 @@ class PublishBatch(BaseModel):
 class Publisher(Protocol):
     """What publish_batch publishes through: the server's Hub (or a stand-in in tests)."""
 
-    async def publish(self, topic: str, data: Json, *, kind: UpdateKind = "patch") -> Update: ...
+    async def publish_many(self, items: Sequence[tuple[str, Json, UpdateKind]]) -> list[Update]: ...
 
 
 class PublishResult(TypedDict, total=False):
@@ -271,28 +271,26 @@ def parse_update(value: object) -> PublishUpdate:
 async def publish_batch(
     hub: Publisher, updates: Sequence[PublishUpdate | PublishTick]
 ) -> list[PublishResult]:
-    """Publish validated ``updates`` one after another, in order, through the hub.
+    """Publish validated ``updates`` in order, in one call to the engine: on Redis one
+    round trip (and one script, all or nothing) for the whole batch, and each room gets its
+    updates as one run, written to a client that keeps up in one go.
 
-    The results are in the same order. Updates of one market get consecutive seqs unless
-    another producer publishes to it in between. Not a transaction: if the caller is cancelled
-    part way (the server stopping), the updates before that point are published.
+    The results are in the same order. Updates of one market get consecutive seqs.
     """
+    items: list[tuple[str, Json, UpdateKind]] = [
+        (u.topic, u.model_dump(exclude_none=True), "event")
+        if isinstance(u, PublishTick)
+        else (u.topic, u.payload, "patch")
+        for u in updates
+    ]
     results: list[PublishResult] = []
-    for update in updates:
+    for update, landed in zip(updates, await hub.publish_many(items), strict=True):
         if isinstance(update, PublishTick):
-            tick = update.model_dump(exclude_none=True)
-            published = await hub.publish(update.topic, tick, kind="event")
             results.append(
-                {
-                    "symbol": update.symbol,
-                    "type": update.type,
-                    "seq": published.seq,
-                    "ts": published.ts,
-                }
+                {"symbol": update.symbol, "type": update.type, "seq": landed.seq, "ts": landed.ts}
             )
-            continue
-        published = await hub.publish(update.topic, update.payload)
-        results.append(
-            {"marketId": market_id(update.marketId), "seq": published.seq, "ts": published.ts}
-        )
+        else:
+            results.append(
+                {"marketId": market_id(update.marketId), "seq": landed.seq, "ts": landed.ts}
+            )
     return results

@@ -29,6 +29,7 @@ from tests.rt.harness import Core, open_core
 SMALL_SOCKET_BUFFER = 4096
 UPDATES_PER_FRAME = 100  # a reply of ~4 KB: a few fill the socket pair
 WRITE_DEADLINE_S = 10.0
+MAX_FRAMES = 500
 
 
 async def open_publisher(
@@ -85,12 +86,13 @@ async def stop_reading_then_read(core: Core, sockets: list[trio.socket.SocketTyp
         client = await open_publisher(core, nursery, sockets)
         sent = 0
         # Pipelined without reading: once rt cannot write a reply it reads no further
-        # frames, and the sends stall too (bounded: 50 frames or 1 virtual second).
+        # frames, and the sends stall too once the sockets' buffers are full (some forty
+        # frames fit in them: bounded by 500 frames or 1 virtual second).
         with trio.move_on_after(1):
-            while sent < 50:
+            while sent < MAX_FRAMES:
                 await client.send_message(batch_frame(sent))
                 sent += 1
-        assert 0 < sent < 50, "rt kept reading frames it could not answer"
+        assert 0 < sent < MAX_FRAMES, "rt kept reading frames it could not answer"
         stalled_at = trio.current_time()
         published_while_stalled = set(core.engine.topics())
 

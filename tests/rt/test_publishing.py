@@ -4,6 +4,7 @@ without sockets: text in, a validated batch or a clear error out."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -194,8 +195,8 @@ class RecordingHub:
     def __init__(self) -> None:
         self.engine = MemoryEngine(wall_ms=lambda: 1234)
 
-    async def publish(self, topic: str, data: Json, *, kind: UpdateKind = "patch") -> Update:
-        return await self.engine.publish(topic, data, kind=kind)
+    async def publish_many(self, items: Sequence[tuple[str, Json, UpdateKind]]) -> list[Update]:
+        return await self.engine.publish_many(items)
 
 
 async def test_publish_batch_publishes_in_order_and_says_where_each_landed() -> None:
