@@ -36,6 +36,9 @@ class Overflow(enum.Enum):
     FAIL = "fail"  # the sender gets MailboxFull
 
 
+#: Stands for a mailbox's queue until its first message; nothing is ever put in it.
+_NO_ITEMS: Any = ()
+
 #: Returned by a receive hook to make the mailbox discard a message (fault injection).
 DROP: Any = object()
 
@@ -89,7 +92,9 @@ class Mailbox:
         self.overflow = overflow
         self._key = key
         self._on_discard = on_discard
-        self._items: deque[Any] = deque()
+        # Made on the first message: an empty deque costs ~760 bytes, and most actors of a
+        # connection hardly ever get one (``_queue`` appends; the rest only read it).
+        self._items: deque[Any] = _NO_ITEMS
         self._keyed: OrderedDict[Hashable, Any] = OrderedDict()
         # Made on the first blocked put: most mailboxes never block, and an empty deque
         # costs ~700 bytes (one per actor, so several per client connection).
@@ -179,7 +184,7 @@ class Mailbox:
         if self._key is not None:
             raise TypeError("control notices need a mailbox without conflation")
         if not self._closed:
-            self._items.append(message)
+            self._queue(message)
             self._readable.unpark()
 
     def _put_keyed(self, message: Any) -> bool:
@@ -199,8 +204,14 @@ class Mailbox:
         self._keyed[key] = message
 
     def _append(self, message: Any) -> None:
-        self._items.append(message)
+        self._queue(message)
         self._readable.unpark()
+
+    def _queue(self, message: Any) -> None:
+        items = self._items
+        if items is _NO_ITEMS:
+            items = self._items = deque()
+        items.append(message)
 
     def _discard(self, message: Any) -> None:
         self.dropped += 1
@@ -245,7 +256,7 @@ class Mailbox:
             else:
                 self._keyed[waiter.key] = waiter.message
         else:
-            self._items.append(waiter.message)
+            self._queue(waiter.message)
         waiter.event.set()
 
     async def get(self) -> Any:
@@ -290,6 +301,6 @@ class Mailbox:
     def drain(self) -> list[Any]:
         """Remove and return everything still queued (used when an actor has ended)."""
         items = list(self._keyed.values()) if self._key is not None else list(self._items)
-        self._items.clear()
+        self._items = _NO_ITEMS
         self._keyed.clear()
         return items

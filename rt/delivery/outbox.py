@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import trio
 
@@ -51,6 +51,9 @@ class Sink(Protocol):
 
     def write(self, data: bytes) -> None: ...
 
+
+#: Stands for an outbox's queue until something has to wait in it; nothing is put in it.
+_NOTHING_QUEUED: Any = ()
 
 #: ``Interest.verdict`` of an update the connection is to receive; any other verdict is why
 #: it does not (an index into ``Interest.counts``).
@@ -159,7 +162,9 @@ class Outbox:
         self._on_overflow = on_overflow
         self._sink = sink
         self._on_queued = on_queued  # something waits for the writer (which may not run yet)
-        self._queue: deque[_Entry | bytes] = deque()
+        # Made on the first message that has to wait: an idle client (most of them, most of
+        # the time) never needs one, and an empty deque costs ~760 bytes.
+        self._queue: deque[_Entry | bytes] = _NOTHING_QUEUED
         self._controls = 0
         self._dead = 0  # entries of ended subscriptions, still queued until the writer skips them
         self._unwritten: list[tuple[_Sub, int]] = []  # lossless entries taken, not yet written
@@ -241,7 +246,7 @@ class Outbox:
         frame = frame_text(text)
         if self._write_now(frame):
             return
-        self._queue.append(frame)
+        self._queued(frame)
         self._controls += 1
         self._notify()
         if self._controls > self.control_capacity:
@@ -407,6 +412,8 @@ class Outbox:
                     )
                 )
             batch.append(entry.frame)
+        if not queue:
+            self._queue = _NOTHING_QUEUED  # caught up: the memory goes back until the next wait
         self.sent += len(batch)
         self.bytes_sent += sum(map(len, batch))
         self.batch_ts = oldest_ts
@@ -435,8 +442,14 @@ class Outbox:
 
     def _enqueue(self, entry: _Entry) -> None:
         entry.sub.queued += 1
-        self._queue.append(entry)
+        self._queued(entry)
         self._notify()
+
+    def _queued(self, item: _Entry | bytes) -> None:
+        queue = self._queue
+        if queue is _NOTHING_QUEUED:
+            queue = self._queue = deque()
+        queue.append(item)
 
     def _notify(self) -> None:
         self._readable.unpark()
