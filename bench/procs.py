@@ -173,6 +173,30 @@ class _Process:
             self.log.close()
 
 
+def http_publisher(
+    ready: dict[str, Any], via: str, env: dict[str, str], timeout_s: float
+) -> _Process:
+    """bench/servers/http_publisher.py on LOADGEN_CORE, publishing to the server that
+    printed ``ready`` over its API (``via``: override, batch or ws)."""
+    return _Process(
+        "publisher",
+        [
+            *pinned(LOADGEN_CORE),
+            sys.executable,
+            "-m",
+            "bench.servers.http_publisher",
+            "--http-url",
+            f"http://127.0.0.1:{ready['http_port']}",
+            "--ws-url",
+            f"ws://127.0.0.1:{ready['ws_port']}",
+            "--via",
+            via,
+        ],
+        env,
+        timeout_s,
+    )
+
+
 class Server:
     """One server under test, started on SERVER_CORE; its publisher behind ``control``.
 
@@ -209,23 +233,7 @@ class Server:
         #: The server's processes by name, whose CPU time is the server's.
         self.processes: dict[str, int] = {kind: self.pid}
         if external:
-            self._publisher = _Process(
-                "publisher",
-                [
-                    *pinned(LOADGEN_CORE),
-                    sys.executable,
-                    "-m",
-                    "bench.servers.http_publisher",
-                    "--http-url",
-                    f"http://127.0.0.1:{self.ready['http_port']}",
-                    "--ws-url",
-                    f"ws://127.0.0.1:{self.ready['ws_port']}",
-                    "--via",
-                    publish_via,
-                ],
-                env,
-                timeout_s,
-            )
+            self._publisher = http_publisher(self.ready, publish_via, env, timeout_s)
             self.ready["control_port"] = self._publisher.ready["control_port"]
         self._connect_control()
 

@@ -41,11 +41,11 @@ from typing import Any
 
 from .engine_rate import free_port, start_redis
 from .procs import (
-    LOADGEN_CORE,
     SERVER_CORE,
     BenchError,
     Server,
     _Process,
+    http_publisher,
     pinned,
     rss_kb,
 )
@@ -199,23 +199,7 @@ class ScaleOutServer(Server):
 
     def _start_publisher(self, via: str, admin_token: str, timeout_s: float) -> None:
         env = dict(os.environ, RT_ADMIN_TOKEN=admin_token)
-        self._publisher = _Process(
-            "publisher",
-            [
-                *pinned(LOADGEN_CORE),
-                sys.executable,
-                "-m",
-                "bench.servers.http_publisher",
-                "--http-url",
-                f"http://127.0.0.1:{self.ready['http_port']}",
-                "--ws-url",
-                f"ws://127.0.0.1:{self.ready['ws_port']}",
-                "--via",
-                via,
-            ],
-            env,
-            timeout_s,
-        )
+        self._publisher = http_publisher(self.ready, via, env, timeout_s)
         self.ready["control_port"] = self._publisher.ready["control_port"]
 
     def rss_kb(self) -> int:
