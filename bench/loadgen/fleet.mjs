@@ -51,9 +51,9 @@
 import { fork } from 'node:child_process';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
+import { serveOps } from './control.mjs';
 
 const ORIGIN_US = Number(process.hrtime.bigint() / 1000n) - performance.now() * 1000;
 const nowUs = () => ORIGIN_US + performance.now() * 1000;
@@ -520,21 +520,7 @@ function main(workerCount) {
     },
   };
 
-  let queue = Promise.resolve();
-  const rl = createInterface({ input: process.stdin });
-  rl.on('line', (line) => {
-    queue = queue.then(async () => {
-      let reply;
-      try {
-        const op = JSON.parse(line);
-        reply = await ops[op.op](op);
-      } catch (err) {
-        reply = { error: String(err && err.stack || err) };
-      }
-      process.stdout.write(JSON.stringify(reply) + '\n');
-    });
-  });
-  rl.on('close', () => { for (const w of workers) w.kill(); process.exit(0); });
+  serveOps(ops, () => { for (const w of workers) w.kill(); process.exit(0); });
 }
 
 if (process.env.FLEET_WORKER === '1') worker();

@@ -51,10 +51,10 @@
 import { fork } from 'node:child_process';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import zlib from 'node:zlib';
 import WebSocket from 'ws';
+import { serveOps } from './control.mjs';
 
 const WS_OPTIONS = { perMessageDeflate: false, handshakeTimeout: 15000 };
 // Subscribers that read messages with lightParse (ASCII JSON) skip ws's UTF-8 check too.
@@ -713,21 +713,7 @@ function main(subscriberWorkers, nice) {
     },
   };
 
-  let queue = Promise.resolve();
-  const rl = createInterface({ input: process.stdin });
-  rl.on('line', (line) => {
-    queue = queue.then(async () => {
-      let reply;
-      try {
-        const op = JSON.parse(line);
-        reply = await ops[op.op](op);
-      } catch (err) {
-        reply = { error: String(err && err.stack || err) };
-      }
-      process.stdout.write(JSON.stringify(reply) + '\n');
-    });
-  });
-  rl.on('close', () => { for (const w of workers) w.kill(); process.exit(0); });
+  serveOps(ops, () => { for (const w of workers) w.kill(); process.exit(0); });
 }
 
 if (process.env.TRADING_ROLE) {
