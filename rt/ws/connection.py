@@ -56,6 +56,7 @@ from rt.ws.socket_actor import (
     CLOSE_GOING_AWAY,
     CLOSE_HEARTBEAT_TIMEOUT,
     CLOSE_SLOW_CONSUMER,
+    CLOSE_TOKEN_EXPIRED,
     SocketActor,
 )
 from rt.ws.stats import ConnectionStats
@@ -108,9 +109,7 @@ class Connection(SocketActor):
         self._received = 0
         super().__init__(ws, settings)
         if token_expires_at_ms is not None:
-            # The token's expiry is wall-clock time; the close is timed on Trio's clock.
-            left_s = (token_expires_at_ms - settings.wall_ms()) / 1000 + settings.jwt_leeway_s
-            self.token_expires_at = trio.current_time() + left_s
+            self._token_expires(token_expires_at_ms)
         self.hub = hub
         #: The registry and the key this connection holds alone, if its dialect has one.
         self.exclusive = exclusive
@@ -356,10 +355,15 @@ class Connection(SocketActor):
             hub.user_disconnected(self.user_id, self.outbox)
             hub.user_connected(user_id)
             self.user_id = user_id
-        settings = self.settings
-        left_s = (expires_at_ms - settings.wall_ms()) / 1000 + settings.jwt_leeway_s
-        self.token_expires_at = trio.current_time() + left_s
+        self._token_expires(expires_at_ms)
         return None
+
+    def _token_expires(self, at_ms: int) -> None:
+        """Close with 4401 TOKEN_EXPIRED once the token's expiry (plus the leeway) passes.
+        The expiry is wall-clock time; the close is timed on Trio's clock."""
+        settings = self.settings
+        left_s = (at_ms - settings.wall_ms()) / 1000 + settings.jwt_leeway_s
+        self.set_deadline(trio.current_time() + left_s, CLOSE_TOKEN_EXPIRED, "TOKEN_EXPIRED")
 
     def _counts(self) -> dict[str, Any]:
         stats = self.outbox.statistics()

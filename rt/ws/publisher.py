@@ -36,6 +36,7 @@ from rt.delivery.publishing import (
     parse_update,
     publish_batch,
 )
+from rt.dialects.base import ENGINE_UNAVAILABLE
 from rt.engine import EngineUnavailable
 from rt.jsontext import dumps, loads, show
 from rt.ws.frames import frame_text
@@ -62,9 +63,8 @@ BAD_JSON = "BAD_JSON"
 UNKNOWN_TYPE = "UNKNOWN_TYPE"
 INVALID_PUBLISH = "INVALID_PUBLISH"
 BINARY_NOT_SUPPORTED = "BINARY_NOT_SUPPORTED"
-#: The shared store (Redis) is out of reach: the batch was not answered; send it again later
-#: (the updates before the failure may be published: a batch is published in order, not whole).
-ENGINE_UNAVAILABLE = "ENGINE_UNAVAILABLE"
+# And ENGINE_UNAVAILABLE (rt/dialects/base.py): the shared store (Redis) is out of reach; the
+# batch, published in one call to the engine, was not published: send it again later.
 
 CorrelationId = int | str | None
 

@@ -15,8 +15,8 @@ and the close.
 - Frames the client may not send (rt/ws/inbound.py: too big, too many fragments, binary on a
   JSON dialect, bad UTF-8, a protocol violation) end the stream the library reads; the reader
   then closes with the code the guard chose (1009, 1003, 1007, 1002).
-- A token that expires while the socket is open (``token_expires_at``, on Trio's clock)
-  closes it with 4401 TOKEN_EXPIRED: the client gets a fresh token and reconnects. A dialect
+- A token that expires while the socket is open (a deadline, on Trio's clock) closes it
+  with 4401 TOKEN_EXPIRED: the client gets a fresh token and reconnects. A dialect
   that authenticates in-band sets another deadline (``set_deadline``): no ``auth`` in time
   closes with 4401 AUTH_TIMEOUT, and a successful one replaces it with the token's expiry.
 - ``_end(code, reason)`` cancels the actor's tasks; the close frame is sent by
@@ -69,18 +69,6 @@ class SocketActor(Actor, ABC):
         #: which code and reason: the token's expiry, or a deadline to authenticate by.
         self.deadline = math.inf
         self.deadline_close = (CLOSE_TOKEN_EXPIRED, "TOKEN_EXPIRED")
-
-    @property
-    def token_expires_at(self) -> float | None:
-        """When the client's token stops being valid (its expiry plus the leeway); None for
-        a socket without one."""
-        if self.deadline_close[1] != "TOKEN_EXPIRED" or self.deadline == math.inf:
-            return None
-        return self.deadline
-
-    @token_expires_at.setter
-    def token_expires_at(self, at: float | None) -> None:
-        self.set_deadline(math.inf if at is None else at, CLOSE_TOKEN_EXPIRED, "TOKEN_EXPIRED")
 
     def set_deadline(self, at: float, code: int, reason: str) -> None:
         """Close with ``code`` and ``reason`` at ``at`` unless moved again before then."""

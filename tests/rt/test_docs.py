@@ -19,7 +19,6 @@ import random
 import re
 import shutil
 import subprocess
-import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,6 @@ from typing import Any
 import pytest
 import trio
 
-from rt.auth import issue_token
 from rt.dialects import Dialect
 from rt.dialects.kmarket import DIALECT as KMARKET
 from rt.dialects.predictions import DIALECT as PREDICTIONS
@@ -36,18 +34,18 @@ from rt.dialects.topics import DIALECT as TOPICS
 from rt.dialects.trading import DIALECT as TRADING
 from rt.dialects.trading.book import OrderBook, Side
 from rt.dialects.trading.exchange import (
-    EXCHANGE_PATH,
     LEDGER_PATH,
     OpenAccount,
     Place,
     TakeOff,
-    book_name,
+    book_path,
 )
 from rt.dialects.trading.ledger import OrderRequest
 from rt.dialects.uof import DIALECT as UOF
 from rt.model import Update
 from rt.topics import TICK_PREFIX, candle_topic
-from tests.rt.harness import SECRET, Core, SteadyClock, open_core
+from tests.rt.e2e._support import make_token
+from tests.rt.harness import Core, SteadyClock, open_core
 
 DOCS = Path(__file__).parents[2] / "docs" / "protocol"
 DIALECTS = {
@@ -112,7 +110,7 @@ async def place_order(core: Core, user: str, fields: dict[str, Any]) -> None:
     # Each mailbox is in order: once the book has handled a later message (taking off an
     # order that does not exist changes nothing), it has run this order and told the ledger
     # what matched; once the ledger has handled a later message, it has settled that.
-    book = core.system.lookup(f"{EXCHANGE_PATH}/{book_name(request.instrument_id)}")
+    book = core.system.lookup(book_path(request.instrument_id))
     assert book is not None
     await book.ask(TakeOff(""))
     await ledger.ask(OpenAccount(user))
@@ -162,9 +160,7 @@ async def test_doc_example(doc: str, options: str, body: str) -> None:
             overrides[key] = float(value) if "." in value else int(value)
     if doc == "topics.md":
         overrides["wall_ms"] = SteadyClock(12 * 60)  # a minute to go: no candle closes
-    token, _ = issue_token(
-        secret=SECRET, user_id=user, scope_markets=None, ttl_s=600, now_s=time.time()
-    )
+    token = make_token(user)
     order_id = None
     with trio.fail_after(10):
         async with (
@@ -240,8 +236,10 @@ def test_trading_python_checksum() -> None:
         assert names["book_checksum"](bids, asks) == checksum
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="needs node")
 def test_trading_javascript_checksum() -> None:
+    assert shutil.which("node") is not None, (
+        "Node.js is needed, as for the seed clients in tests/js"
+    )
     books = sample_books()
     script = snippet("javascript") + (
         "\nconst books = " + json.dumps([[b, a] for b, a, _ in books]) + ";\n"

@@ -11,8 +11,9 @@ the demo feed) a market maker quoting around a random walk.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
+from functools import cache
 from typing import TYPE_CHECKING
 
 from actors import ChildSpec
@@ -37,9 +38,14 @@ PATH = "/ws/trade"
 
 def instruments_of(settings: Settings) -> tuple[Instrument, ...]:
     """The instruments listed (RT_TRADING_INSTRUMENTS, else IX2301 and IF2301)."""
-    if not settings.trading_instruments:
-        return DEFAULT_INSTRUMENTS
-    return parse_instruments(",".join(settings.trading_instruments))
+    return _listed(settings.trading_instruments)[0]
+
+
+@cache
+def _listed(spec: tuple[str, ...]) -> tuple[tuple[Instrument, ...], Mapping[str, Instrument]]:
+    """The instruments of ``spec`` and the same by id, parsed once (not per connection)."""
+    instruments = parse_instruments(",".join(spec)) if spec else DEFAULT_INSTRUMENTS
+    return instruments, by_id(instruments)
 
 
 def connection_settings(settings: Settings) -> Settings:
@@ -67,7 +73,7 @@ def new_session(ctx: SessionContext) -> Session:
     return TradingSession(
         query_user_id=ctx.query.get("user_id"),
         verify=verify,
-        instruments=by_id(instruments_of(settings)),
+        instruments=_listed(settings.trading_instruments)[1],
         max_subscriptions=settings.max_markets_per_connection,
         auth_timeout_s=settings.trading_auth_timeout_s,
     )

@@ -65,6 +65,10 @@ def book_name(instrument_id: str) -> str:
     return f"book-{instrument_id}"
 
 
+def book_path(instrument_id: str) -> str:
+    return f"{EXCHANGE_PATH}/{book_name(instrument_id)}"
+
+
 # -- what the ledger is told --------------------------------------------------------------
 
 
@@ -90,6 +94,8 @@ class Once:
 
 
 UNAVAILABLE = "Exchange unavailable: it is restarting or too busy; try again"
+#: What a request hears when the exchange cannot take it, or lost it.
+UNAVAILABLE_REFUSAL = Refusal(EXCHANGE_UNAVAILABLE, UNAVAILABLE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +105,7 @@ class Place:
     reply: Reply
 
     def lost(self) -> None:
-        self.reply(order_refusal(Refusal(EXCHANGE_UNAVAILABLE, UNAVAILABLE)))
+        self.reply(order_response(None, UNAVAILABLE_REFUSAL))
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +115,7 @@ class CancelOrder:
     reply: Reply
 
     def lost(self) -> None:
-        self.reply(cancel_answer(self.order_id, Refusal(EXCHANGE_UNAVAILABLE, UNAVAILABLE)))
+        self.reply(order_response(self.order_id, UNAVAILABLE_REFUSAL))
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +129,7 @@ class Query:
     reply: Reply
 
     def lost(self) -> None:
-        self.reply(query_error(self.request_type, Refusal(EXCHANGE_UNAVAILABLE, UNAVAILABLE)))
+        self.reply(query_error(self.request_type, UNAVAILABLE_REFUSAL))
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,10 +181,6 @@ class Publisher:
                 delay_s = min(delay_s * 2, 2.0)
 
 
-def pushes_to_items(pushes: Iterable[Push]) -> list[tuple[str, Json, UpdateKind]]:
-    return [(user_topic(user), message, "event") for user, message in pushes]
-
-
 class LedgerActor(Actor):
     kind: ClassVar[str] = "ledger"
     mailbox_capacity: ClassVar[int] = 1024
@@ -194,10 +196,9 @@ class LedgerActor(Actor):
         try:
             await super().run()
         finally:  # crashed or stopped: whoever waits for a cancel hears it will not come
-            refusal = Refusal(EXCHANGE_UNAVAILABLE, UNAVAILABLE)
             for order_id, replies in self._cancelling.items():
                 for reply in replies:
-                    reply(cancel_answer(order_id, refusal))
+                    reply(order_response(order_id, UNAVAILABLE_REFUSAL))
 
     def describe(self) -> dict[str, Any]:
         ledger = self.ledger
@@ -210,14 +211,13 @@ class LedgerActor(Actor):
         if kind is Place:
             placed = ledger.place(message.user_id, message.request, self._wall_ms())
             message.reply(placed.answer)
-            await self._publish(pushes_to_items(placed.pushes))
+            await self._push(placed.pushes)
             if placed.book_order is not None:
                 await self._run(placed.book_order)
         elif kind is Matched:
-            pushes = ledger.matched(
-                message.order_id, message.result, message.trade_ids, message.now_ms
+            await self._push(
+                ledger.matched(message.order_id, message.result, message.trade_ids, message.now_ms)
             )
-            await self._publish(pushes_to_items(pushes))
         elif kind is CancelOrder:
             await self._cancel(message)
         elif kind is Unbooked:
@@ -230,20 +230,24 @@ class LedgerActor(Actor):
             return await super().receive(message)
         return None
 
+    async def _push(self, pushes: Iterable[Push]) -> None:
+        """Publish ``pushes``, each on its user's stream, in order."""
+        await self._publish([(user_topic(user), message, "event") for user, message in pushes])
+
     async def _run(self, order: BookOrder) -> None:
-        book = self.system.lookup(f"{EXCHANGE_PATH}/{book_name(order.instrument_id)}")
+        book = self.system.lookup(book_path(order.instrument_id))
         if book is None:  # only while the exchange restarts: the order cannot run
             cancelled = Cancelled(order.order_id, order.user_id, order.volume)
-            await self._publish(pushes_to_items(self.ledger.cancelled(cancelled, self._wall_ms())))
+            await self._push(self.ledger.cancelled(cancelled, self._wall_ms()))
             return
         await book.tell(Run(order))
 
     async def _cancel(self, message: CancelOrder) -> None:
         found = self.ledger.cancellable(message.user_id, message.order_id)
         if isinstance(found, Refusal):
-            message.reply(cancel_answer(message.order_id, found))
+            message.reply(order_response(message.order_id, found))
             return
-        book = self.system.lookup(f"{EXCHANGE_PATH}/{book_name(found.instrument.id)}")
+        book = self.system.lookup(book_path(found.instrument.id))
         if book is None:
             message.lost()
             return
@@ -257,15 +261,15 @@ class LedgerActor(Actor):
         pushes: list[Push] = []
         if message.cancelled is not None:
             pushes = self.ledger.cancelled(message.cancelled, message.now_ms)
-            answer = cancel_answer(message.order_id, None)
+            answer = order_response(message.order_id, None)
         else:
             order = self.ledger.orders.get(message.order_id)
             status = order.status if order is not None else "finished"
             refusal = Refusal(ORDER_NOT_CANCELLABLE, f"Order {message.order_id} is {status}")
-            answer = cancel_answer(message.order_id, refusal)
+            answer = order_response(message.order_id, refusal)
         for reply in replies:
             reply(answer)
-        await self._publish(pushes_to_items(pushes))
+        await self._push(pushes)
 
     def _query(self, message: Query) -> dict[str, Any]:
         ledger = self.ledger
@@ -300,16 +304,6 @@ def query_error(request_type: str, refusal: Refusal) -> dict[str, Any]:
         "message": refusal.message,
         "request_type": request_type,
     }
-
-
-def order_refusal(refusal: Refusal) -> dict[str, Any]:
-    """The ``order_response`` to a ``submit_order`` that never reached the ledger."""
-    return order_response(None, refusal)
-
-
-def cancel_answer(order_id: str, refusal: Refusal | None) -> dict[str, Any]:
-    """The ``order_response`` to a ``cancel_order``."""
-    return order_response(order_id, refusal)
 
 
 class BookActor(Actor):

@@ -375,12 +375,11 @@ class Ledger:
 
     def _place(self, user_id: str, request: OrderRequest, now_ms: int) -> Placed:
         account = self.accounts.get(user_id)
-        checked = self._check(request) if account is not None else None
         if account is None:
             return Placed(_refused(request, ACCOUNT_NOT_FOUND, "Account not found"))
+        checked = self._check(request)
         if isinstance(checked, Refusal):
             return Placed(_refused(request, checked.code, checked.message))
-        assert checked is not None
         instrument, price, limit, volume = checked
         if request.offset == "OPEN":
             need = instrument.margin(limit, volume)

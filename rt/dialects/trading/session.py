@@ -31,23 +31,22 @@ from rt.dialects.trading.codec import encode_error
 from rt.dialects.trading.exchange import (
     LEDGER_PATH,
     MARKET_MAKER,
-    UNAVAILABLE,
+    UNAVAILABLE_REFUSAL,
     CancelOrder,
     Once,
     OpenAccount,
     Place,
     Query,
-    order_refusal,
+    query_error,
 )
 from rt.dialects.trading.instruments import Instrument
 from rt.dialects.trading.ledger import (
     BAD_MESSAGE,
     DIRECTIONS,
-    EXCHANGE_UNAVAILABLE,
     NOT_AUTHENTICATED,
     OFFSETS,
     OrderRequest,
-    Refusal,
+    order_response,
 )
 from rt.jsontext import dumps, show
 from rt.model import Json
@@ -72,7 +71,6 @@ MESSAGE_TYPES = (
 MAX_CLIENT_ORDER_ID = 64
 
 _BAD = str(BAD_MESSAGE)
-_UNAVAILABLE = {"type": "error", "code": EXCHANGE_UNAVAILABLE, "message": UNAVAILABLE}
 
 
 def _error(code: int, message: str) -> Send:
@@ -80,7 +78,7 @@ def _error(code: int, message: str) -> Send:
 
 
 def _order_unavailable() -> str:
-    return dumps(order_refusal(Refusal(EXCHANGE_UNAVAILABLE, UNAVAILABLE)))
+    return dumps(order_response(None, UNAVAILABLE_REFUSAL))
 
 
 def _once(reply: Callable[[str], None]) -> Once:
@@ -349,7 +347,7 @@ class TradingSession:
         return Tell(
             LEDGER_PATH,
             lambda reply: Query(user, kind, arg, _once(reply)),
-            dumps({**_UNAVAILABLE, "request_type": kind}),
+            dumps(query_error(kind, UNAVAILABLE_REFUSAL)),
         )
 
     def _user(self) -> str:

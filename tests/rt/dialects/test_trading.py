@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,22 +14,22 @@ import pytest
 import trio
 from wsproto.events import CloseConnection, Ping
 
-from rt.auth import Claims, issue_token
+from rt.auth import Claims
 from rt.dialects.base import Join, Send, SessionContext, SetDeadline, SignIn, Tell
 from rt.dialects.trading import DIALECT
 from rt.dialects.trading.codec import CODEC
 from rt.dialects.trading.exchange import (
-    EXCHANGE_PATH,
     LEDGER_PATH,
     CancelOrder,
     OpenAccount,
     Place,
-    book_name,
+    book_path,
 )
 from rt.dialects.trading.ledger import OrderRequest
 from rt.dialects.trading.session import MESSAGE_TYPES
 from rt.model import Update
-from tests.rt.harness import SECRET, open_core
+from tests.rt.e2e._support import make_token
+from tests.rt.harness import open_core
 from tests.rt.harness import settings as harness_settings
 from tests.rt.test_connection_timing import RawClient
 
@@ -62,12 +61,6 @@ def session(query_user: str | None = None) -> Any:
     return DIALECT.new_session(context)
 
 
-def token(user: str) -> str:
-    return issue_token(
-        secret=SECRET, user_id=user, scope_markets=None, ttl_s=600, now_s=time.time()
-    )[0]
-
-
 def test_every_client_message_of_the_seed_is_understood() -> None:
     client_types = set(MESSAGE_TYPES)
     examples = [m for m in seed_messages() if m["type"] in client_types]
@@ -95,7 +88,7 @@ def test_auth_signs_in_then_joins_the_users_stream_once() -> None:
     fresh = session(query_user="user001")
     assert fresh.opened() == [SetDeadline(10.0, 4401, "AUTH_TIMEOUT")]
     [sign_in] = fresh.handle_text(
-        json.dumps({"type": "auth", "user_id": "user001", "token": token("user001")})
+        json.dumps({"type": "auth", "user_id": "user001", "token": make_token("user001")})
     )
     assert isinstance(sign_in, SignIn) and sign_in.user_id == "user001"
     refused = sign_in.then("user user001 already has 5 connections open (the limit)")
@@ -110,7 +103,7 @@ def test_auth_signs_in_then_joins_the_users_stream_once() -> None:
     assert isinstance(open_account, Tell) and open_account.make(print) == OpenAccount("user001")
     assert join == Join("user:user001", since=-1, announce=False)
     [again] = fresh.handle_text(
-        json.dumps({"type": "auth", "user_id": "user001", "token": token("user001")})
+        json.dumps({"type": "auth", "user_id": "user001", "token": make_token("user001")})
     )
     assert not any(isinstance(a, Join) for a in again.then(None))  # joined already
 
@@ -197,7 +190,7 @@ async def test_the_server_pings_every_5_s_and_closes_after_10_s_of_silence(
         client = RawClient(client_stream)
         await client.handshake()
         start = trio.current_time()
-        await client.send({"type": "auth", "user_id": "u1", "token": token("u1")})
+        await client.send({"type": "auth", "user_id": "u1", "token": make_token("u1")})
         assert (await client.next_message())["success"] is True
         pings = []
         while True:  # never answered
@@ -238,7 +231,9 @@ async def test_a_book_subscriber_that_falls_behind_never_sees_a_gap() -> None:
         outbox_capacity=16, outbox_high_water=8, trading_publish_interval_s=0.0
     ) as core:
         async with core.connect(user_id="anon:t", dialect=DIALECT, lockstep=True) as ws:
-            await ws.send_message(json.dumps({"type": "auth", "user_id": "w", "token": token("w")}))
+            await ws.send_message(
+                json.dumps({"type": "auth", "user_id": "w", "token": make_token("w")})
+            )
             assert json.loads(await ws.get_message())["success"] is True
             await ws.send_message(
                 json.dumps(
@@ -290,7 +285,7 @@ async def test_a_book_subscriber_that_falls_behind_never_sees_a_gap() -> None:
                             else:
                                 levels[side].pop(level["price"], None)
                     seq = message["seq"]
-        actor_book = core.system.lookup(f"{EXCHANGE_PATH}/{book_name('IX2301')}")
+        actor_book = core.system.lookup(book_path("IX2301"))
         assert actor_book is not None
         server_book = actor_book._cell.actor.book  # type: ignore[attr-defined]
         assert levels["bids"] == {float(p): float(v) for p, v, _ in server_book.bids()}
@@ -325,7 +320,7 @@ async def test_an_exchange_crash_answers_what_it_held_and_restarts_empty() -> No
         open_core() as core,
         core.connect(user_id="anon:t", dialect=DIALECT) as ws,
     ):
-        await send(ws, {"type": "auth", "user_id": "u1", "token": token("u1")})
+        await send(ws, {"type": "auth", "user_id": "u1", "token": make_token("u1")})
         assert (await receive(ws))["success"] is True
         await send(ws, ORDER)
         assert (await receive(ws))["success"] is True
@@ -354,7 +349,7 @@ async def test_an_exchange_crash_answers_what_it_held_and_restarts_empty() -> No
         assert reset["seq"] == book["seq"] + 1
         await send(ws, {"type": "query_account"})
         assert (await receive(ws))["code"] == 1003  # accounts too: authenticate again
-        await send(ws, {"type": "auth", "user_id": "u1", "token": token("u1")})
+        await send(ws, {"type": "auth", "user_id": "u1", "token": make_token("u1")})
         assert (await receive(ws))["success"] is True
         await send(ws, {"type": "query_account"})
         assert (await receive(ws))["data"]["account"]["balance"] == 1_000_000.0
@@ -366,7 +361,7 @@ async def test_a_process_that_does_not_run_the_exchange_says_it_is_unavailable()
         core.connect(user_id="anon:t", dialect=DIALECT) as ws,
     ):
         assert core.system.lookup(LEDGER_PATH) is None
-        await send(ws, {"type": "auth", "user_id": "u1", "token": token("u1")})
+        await send(ws, {"type": "auth", "user_id": "u1", "token": make_token("u1")})
         assert (await receive(ws))["success"] is True
         await send(ws, ORDER)
         assert (await receive(ws))["error_code"] == 1010
