@@ -43,6 +43,22 @@ def check_publish_item(topic: str, data: Json, kind: UpdateKind) -> None:
         raise ValueError(f"{topic}: kind must be 'patch' or 'event', got {kind!r}")
 
 
+class UpdateListeners:
+    """The listeners of an engine's updates, kept alike by every engine (``_listeners``
+    is set up by the engine's ``__init__``)."""
+
+    _listeners: list[Listener]
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        try:
+            self._listeners.remove(listener)
+        except ValueError:
+            raise ValueError(f"{listener!r} is not a listener of {self!r}") from None
+
+
 class Engine(Protocol):
     """Orders the updates of each topic and keeps its state and a bounded history.
 

@@ -19,7 +19,14 @@ from itertools import islice
 
 import trio
 
-from rt.engine._base import Engine, GapListener, Listener, StatusListener, check_publish_item
+from rt.engine._base import (
+    Engine,
+    GapListener,
+    Listener,
+    StatusListener,
+    UpdateListeners,
+    check_publish_item,
+)
 from rt.mergepatch import apply, apply_in_place
 from rt.model import HistoryGone, Json, Snapshot, Update, UpdateKind
 
@@ -40,7 +47,7 @@ class _Topic:
         self.history: deque[Update] = deque(maxlen=history_size)
 
 
-class MemoryEngine(Engine):
+class MemoryEngine(UpdateListeners, Engine):
     """An `Engine` that keeps everything in this process; nothing survives it.
 
     ``history_size`` is how many updates each topic keeps for `updates`. ``wall_ms`` gives the
@@ -130,15 +137,6 @@ class MemoryEngine(Engine):
     def position(self, topic: str) -> tuple[str, int]:
         t = self._topics.get(topic)
         return self._epoch, 0 if t is None else t.seq
-
-    def add_listener(self, listener: Listener) -> None:
-        self._listeners.append(listener)
-
-    def remove_listener(self, listener: Listener) -> None:
-        try:
-            self._listeners.remove(listener)
-        except ValueError:
-            raise ValueError(f"{listener!r} is not a listener of {self!r}") from None
 
     async def watch(self, topic: str) -> None:
         await trio.lowlevel.checkpoint()  # every update of this process reaches the listeners

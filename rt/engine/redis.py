@@ -42,6 +42,7 @@ from rt.engine._base import (
     GapListener,
     Listener,
     StatusListener,
+    UpdateListeners,
     check_publish_item,
 )
 from rt.engine._order import DeliveryOrder
@@ -87,7 +88,7 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-class RedisEngine(Engine):
+class RedisEngine(UpdateListeners, Engine):
     """An `Engine` whose topics live in Redis; open it with `open_redis_engine`.
 
     ``key_prefix`` starts every key and channel (several deployments can share one Redis).
@@ -253,15 +254,6 @@ class RedisEngine(Engine):
         return known
 
     # -- listeners and watching ----------------------------------------------------------
-
-    def add_listener(self, listener: Listener) -> None:
-        self._listeners.append(listener)
-
-    def remove_listener(self, listener: Listener) -> None:
-        try:
-            self._listeners.remove(listener)
-        except ValueError:
-            raise ValueError(f"{listener!r} is not a listener of {self!r}") from None
 
     def add_gap_listener(self, listener: GapListener) -> None:
         self._gap_listeners.append(listener)

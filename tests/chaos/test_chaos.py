@@ -180,6 +180,16 @@ class ChaosKMarketClient(KMarketClient):
         return await ws.get_message()  # type: ignore[no-any-return]
 
 
+async def reconnecting(session: Callable[[], Awaitable[None]]) -> None:
+    """Run a client's ``session`` again 50 ms after each time its connection drops."""
+    while True:
+        try:
+            await session()
+        except* (OSError, HandshakeError, ConnectionClosed):
+            pass  # (what a session's nursery raised comes grouped, as trio groups it)
+        await trio.sleep(0.05)
+
+
 @dataclass
 class UofClient:
     """A UOF client of one user: submits tickets, keeps every bet_result it receives."""
@@ -252,12 +262,7 @@ class UofClient:
         await ws.send_message(json.dumps({"type": "submit_ticket", "payload": ticket}))
 
     async def run(self, server: Server) -> None:
-        while True:
-            try:
-                await self.session(server)
-            except* (OSError, HandshakeError, ConnectionClosed):
-                pass  # (raised in the session's nursery: grouped, as trio groups them)
-            await trio.sleep(0.05)
+        await reconnecting(lambda: self.session(server))
 
 
 @dataclass
@@ -318,12 +323,7 @@ class PredictionsClient:
                     self.on_message(json.loads(await ws.get_message()))
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self.session()
-            except (OSError, HandshakeError, ConnectionClosed):
-                pass
-            await trio.sleep(0.05)
+        await reconnecting(self.session)
 
 
 @dataclass
@@ -410,12 +410,7 @@ class TradingClient:
                         self.on_message(json.loads(await ws.get_message()))
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self.session()
-            except* (OSError, HandshakeError, ConnectionClosed):
-                pass  # (raised in the session's nursery: grouped, as trio groups them)
-            await trio.sleep(0.05)
+        await reconnecting(self.session)
 
 
 # -- the run ------------------------------------------------------------------------------

@@ -65,13 +65,15 @@ class RawClient:
 
 
 async def raw_client(
-    core: Core, nursery: trio.Nursery, *, lockstep: bool = False
+    core: Core, nursery: trio.Nursery, *, lockstep: bool = False, **serve: Any
 ) -> tuple[RawClient, str]:
+    """A RawClient whose server side is a Connection (``serve``: Core.serve_stream's
+    options, such as the dialect), its handshake done; and the actor's path."""
     if lockstep:
         client_stream, server_stream = trio.testing.lockstep_stream_pair()
     else:
         client_stream, server_stream = trio.testing.memory_stream_pair()
-    path = await core.serve_stream(nursery, server_stream)
+    path = await core.serve_stream(nursery, server_stream, **serve)
     client = RawClient(client_stream)
     await client.handshake()
     return client, path

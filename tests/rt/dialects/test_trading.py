@@ -31,7 +31,7 @@ from rt.model import Update
 from tests.rt.e2e._support import make_token
 from tests.rt.harness import open_core
 from tests.rt.harness import settings as harness_settings
-from tests.rt.test_connection_timing import RawClient
+from tests.rt.test_connection_timing import RawClient, raw_client
 
 SEED_003 = Path(__file__).parents[3].parent / "shared" / "seeds" / "003_0f80ebd60a63a00a.txt"
 WALL_MS = 1_710_001_113_000
@@ -170,10 +170,7 @@ async def answer_pings_until_closed(client: RawClient) -> CloseConnection:
 
 async def test_no_auth_within_10_seconds_closes_the_connection(autojump_clock: Any) -> None:
     async with open_core(wall_ms=lambda: WALL_MS) as core, trio.open_nursery() as nursery:
-        client_stream, server_stream = trio.testing.memory_stream_pair()
-        await core.serve_stream(nursery, server_stream, user_id="anon:t", dialect=DIALECT)
-        client = RawClient(client_stream)
-        await client.handshake()
+        client, _ = await raw_client(core, nursery, user_id="anon:t", dialect=DIALECT)
         start = trio.current_time()
         closed = await answer_pings_until_closed(client)
         assert (closed.code, closed.reason) == (4401, "AUTH_TIMEOUT")
@@ -185,10 +182,7 @@ async def test_the_server_pings_every_5_s_and_closes_after_10_s_of_silence(
     autojump_clock: Any,
 ) -> None:
     async with open_core(wall_ms=lambda: WALL_MS) as core, trio.open_nursery() as nursery:
-        client_stream, server_stream = trio.testing.memory_stream_pair()
-        await core.serve_stream(nursery, server_stream, user_id="anon:t", dialect=DIALECT)
-        client = RawClient(client_stream)
-        await client.handshake()
+        client, _ = await raw_client(core, nursery, user_id="anon:t", dialect=DIALECT)
         start = trio.current_time()
         await client.send({"type": "auth", "user_id": "u1", "token": make_token("u1")})
         assert (await client.next_message())["success"] is True
@@ -212,10 +206,7 @@ async def test_a_client_answering_pings_stays_until_its_token_expires(autojump_c
         core.server.tokens.verify = lambda _t: Claims(  # type: ignore[method-assign]
             user_id="u1", scope_markets=None, expires_at_ms=WALL_MS + 100_000
         )
-        client_stream, server_stream = trio.testing.memory_stream_pair()
-        await core.serve_stream(nursery, server_stream, user_id="anon:t", dialect=DIALECT)
-        client = RawClient(client_stream)
-        await client.handshake()
+        client, _ = await raw_client(core, nursery, user_id="anon:t", dialect=DIALECT)
         start = trio.current_time()
         await client.send({"type": "auth", "user_id": "u1", "token": "any"})
         assert (await client.next_message())["success"] is True
