@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
@@ -33,11 +33,21 @@ class ActorSystem:
         self.registry = Registry()
         self.faults = FaultPlan()
         self._root: Cell | None = None
+        self._helpers: trio.Nursery | None = None
 
     @property
     def root(self) -> ActorRef:
         assert self._root is not None, "the system has not started"
         return self._root.ref
+
+    def start_helper(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+        """Start ``fn(*args)`` as a short task for an actor that has no nursery of its own
+        (an adopted child serving a socket: its writer). The actor cancels and awaits it
+        itself; ``fn`` must not raise (an error would end the whole system). Raises
+        RuntimeError once the system is shutting down."""
+        if self._helpers is None:
+            raise RuntimeError("the actor system is not running")
+        self._helpers.start_soon(fn, *args)
 
     def lookup(self, path: str) -> ActorRef | None:
         """The ref of whatever incarnation currently lives at ``path``."""
@@ -187,6 +197,7 @@ async def open_system(
             raise result.error
 
     async with trio.open_nursery() as nursery:
+        system._helpers = nursery
         await nursery.start(run_root)
         try:
             yield system

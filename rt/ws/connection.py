@@ -201,9 +201,8 @@ class Connection(SocketActor):
 
     # -- reading ---------------------------------------------------------------------------
 
-    async def _read(self) -> None:
+    async def on_open(self) -> None:
         await self._carry_out(self.session.opened())
-        await super()._read()
 
     async def on_frame(self, message: str | bytes) -> bool:
         self.stats.messages_received += 1

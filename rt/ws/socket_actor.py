@@ -62,9 +62,15 @@ class SocketActor(Actor, ABC):
         self.wire.on_backlog = self._backlog
         self.wire.on_received = self._heard_from_peer
         self._last_heard = trio.current_time()
+        self._next_ping = math.inf
         self._close: tuple[int, str] | None = None
-        self._nursery: trio.Nursery | None = None
-        self._writing = False
+        #: The reading's cancel scope while it reads (``_end`` cancels it).
+        self._scope: trio.CancelScope | None = None
+        self._serving = False
+        #: The writer's cancel scope while a writer runs; what it raised; its end, awaited.
+        self._writer: trio.CancelScope | None = None
+        self._writer_error: Exception | None = None
+        self._writer_done: trio.Event | None = None
         #: When the socket closes whatever happens (on ``trio.current_time()``'s clock), with
         #: which code and reason: the token's expiry, or a deadline to authenticate by.
         self.deadline = math.inf
@@ -92,15 +98,38 @@ class SocketActor(Actor, ABC):
     # -- the life of the socket -----------------------------------------------------------
 
     async def serve_socket(self) -> None:
-        """Read until the peer goes, the idle timeout passes or ``_end`` is called."""
+        """Read until the peer goes, the idle timeout passes or ``_end`` is called.
+
+        No nursery and no task of its own: the reading runs in the actor's task inside one
+        cancel scope (``_end`` cancels it), whose deadline is the heartbeat's next moment
+        while a frame is awaited and infinite while one is handled. The heartbeat falls due
+        once per ping interval; only then is a new scope made."""
+        settings = self.settings
+        self._last_heard = now = trio.current_time()
+        self._next_ping = now + settings.ping_interval_s
+        self._serving = True
         try:
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                if self._close is None:  # a stop may have come before the socket was served
-                    await self._read()
-                nursery.cancel_scope.cancel()
+            opening = True
+            while self._close is None:
+                with trio.CancelScope() as scope:
+                    self._scope = scope
+                    if opening:
+                        opening = False
+                        await self.on_open()
+                    await self._read(scope)
+                    return  # the peer went, or a frame ended the reading
+                self._scope = None
+                if self._writer_error is not None or not self._heartbeat():
+                    return
         finally:
-            self._nursery = None
+            self._scope = None
+            self._serving = False
+            await self._writer_stopped()
+            if self._writer_error is not None:
+                raise self._writer_error
+
+    async def on_open(self) -> None:
+        """Before the first frame is read (a subclass may say hello)."""
 
     async def close_socket(self) -> None:
         """Send the close frame ``_end`` asked for, if any (bounded, even when cancelled)."""
@@ -127,47 +156,31 @@ class SocketActor(Actor, ABC):
         """Close with ``code`` once the tasks have stopped (the first reason wins)."""
         if self._close is None:
             self._close = (code, reason)
-        if self._nursery is not None:
-            self._nursery.cancel_scope.cancel()
+        if self._scope is not None:
+            self._scope.cancel()
+        if self._writer is not None:
+            self._writer.cancel()
 
     # -- reading, with the heartbeat between frames -------------------------------------------
 
     def _heard_from_peer(self) -> None:
         self._last_heard = trio.current_time()
 
-    async def _read(self) -> None:
-        ping_s = self.settings.ping_interval_s
+    async def _read(self, scope: trio.CancelScope) -> None:
+        """Read and handle frames until the peer goes or a frame ends the reading; the
+        scope's deadline (the heartbeat's next moment) cuts short only the wait for one."""
         idle_s = self.settings.idle_timeout_s
         ws = self.ws
-        self._last_heard = now = trio.current_time()
-        next_ping = now + ping_s
         try:
             while True:
-                message: str | bytes | None = None
-                # Only the wait for a frame is cut short: handling one is never interrupted
-                # by a ping falling due.
-                with trio.move_on_at(min(self._last_heard + idle_s, next_ping, self.deadline)):
-                    message = await ws.get_message()
-                if message is not None:
-                    # Also here: the read trio-websocket had started before the Wire was in
-                    # place reports its bytes to nobody.
-                    self._last_heard = trio.current_time()
-                    if not await self.on_frame(message):
-                        return
-                    continue
-                now = trio.current_time()
-                if now >= self.deadline:
-                    code, reason = self.deadline_close
-                    self._log().info("%s: %s, closing", self.path, reason)
-                    self._end(code, reason)
+                scope.deadline = min(self._last_heard + idle_s, self._next_ping, self.deadline)
+                message = await ws.get_message()
+                scope.deadline = math.inf
+                # Also here: the read trio-websocket had started before the Wire was in
+                # place reports its bytes to nobody.
+                self._last_heard = trio.current_time()
+                if not await self.on_frame(message):
                     return
-                if now >= self._last_heard + idle_s:
-                    self._idle_timeout(idle_s)
-                    return
-                if now >= next_ping:
-                    self._ping()
-                    while next_ping <= now:
-                        next_ping += ping_s
         except ConnectionClosed:
             violation = self.wire.violation
             if violation is not None:
@@ -178,7 +191,25 @@ class SocketActor(Actor, ABC):
                     violation.code,
                 )
                 self._end(violation.code, violation.reason)
-            return
+
+    def _heartbeat(self) -> bool:
+        """The reading scope's deadline passed: ping, or close (idle, or the deadline).
+        False when the socket is closing."""
+        settings = self.settings
+        now = trio.current_time()
+        if now >= self.deadline:
+            code, reason = self.deadline_close
+            self._log().info("%s: %s, closing", self.path, reason)
+            self._end(code, reason)
+            return False
+        if now >= self._last_heard + settings.idle_timeout_s:
+            self._idle_timeout(settings.idle_timeout_s)
+            return False
+        if now >= self._next_ping:
+            self._ping()
+            while self._next_ping <= now:
+                self._next_ping += settings.ping_interval_s
+        return True
 
     def _log(self) -> logging.Logger:
         """The subclass's module logger (rt.ws.connection, rt.ws.publisher): who closed it."""
@@ -198,21 +229,41 @@ class SocketActor(Actor, ABC):
     # -- writing what the socket did not take at once ----------------------------------------
 
     def _backlog(self) -> None:
-        """Something waits for the socket: make sure a writer is on it."""
-        if not self._writing and self._nursery is not None:
+        """Something waits for the socket: make sure a writer is on it. The writer is a
+        short task in the actor system's helper nursery, with a cancel scope of its own
+        (``_end`` cancels it); the reading waits for it to stop before the socket closes."""
+        if self._writer is None and self._serving:
+            scope = trio.CancelScope()
             try:
-                self._nursery.start_soon(self._write)
+                self.system.start_helper(self._write, scope)
             except RuntimeError:
-                return  # the socket is ending: its nursery takes no new task
-            self._writing = True
+                return  # the system is shutting down: its nursery takes no new task
+            self._writer = scope
 
-    async def _write(self) -> None:
+    async def _write(self, scope: trio.CancelScope) -> None:
         try:
-            await self._drain()
+            with scope:
+                await self._drain()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self._end(1000, "")
+        except Exception as exc:  # raised in the actor's task: its crash, as its own
+            self._writer_error = exc
+            if self._scope is not None:
+                self._scope.cancel()
         finally:
-            self._writing = False
+            self._writer = None
+            if self._writer_done is not None:
+                self._writer_done.set()
+
+    async def _writer_stopped(self) -> None:
+        """Cancel the writer, if one runs, and wait until it has stopped: nothing may write
+        once the socket is closing (bounded: a cancelled writer stops at once)."""
+        if self._writer is not None:
+            self._writer.cancel()
+            self._writer_done = done = trio.Event()
+            with trio.CancelScope(shield=True):
+                await done.wait()
+            self._writer_done = None
 
     async def _flush(self) -> bool:
         """Write what waits in the Wire. False if the socket took nothing for

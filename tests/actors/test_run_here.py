@@ -187,3 +187,25 @@ async def test_a_supervisor_cancelled_mid_stop_still_ends_the_child_in_the_calle
     async with open_system([conns]) as system:
         assert await stop_conns_with_c1_running(system, child, journal) == 1
     assert journal.events("cancelled") == [("cancelled", "conns/c1")]
+
+
+async def test_a_helper_runs_in_the_systems_nursery_and_inherits_the_callers_actor_path() -> None:
+    seen: list[str | None] = []
+    done = trio.Event()
+
+    class Starter(Actor):
+        async def run(self) -> None:
+            async def helper(tag: str) -> None:
+                seen.append(f"{tag} {current_actor_path()}")
+                done.set()
+
+            self.system.start_helper(helper, "helped")
+            await trio.sleep_forever()
+
+    async with open_system() as system:
+        await system.spawn(ChildSpec("starter", Starter))
+        with trio.fail_after(GUARD_S):
+            await done.wait()
+    assert seen == ["helped starter"]
+    with pytest.raises(RuntimeError):
+        system.start_helper(trio.sleep, 0)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import trio
+import trio.testing
 
 from rt.client import KMarketClient
 from tests.rt.harness import open_core, receive, send
@@ -70,3 +71,32 @@ async def test_joins_while_a_room_keeps_crashing_are_served_once_it_stays_up(
             while checker.markets["1"].seq < snapshot.seq:
                 checker.apply(await receive(first))  # the contract held throughout
             assert checker.markets["1"].state == snapshot.state
+
+
+async def test_a_writer_that_fails_is_its_connections_crash_and_nobody_elses(
+    monkeypatch: Any, caplog: Any
+) -> None:
+    """The writer runs outside the connection's task (rt/ws/socket_actor.py): its error is
+    still the connection's crash, logged by ``conns``, and the other clients go on."""
+    from rt.ws.connection import Connection
+
+    drain = Connection._drain
+
+    async def failing_drain(self: Connection) -> None:
+        if self.user_id == 2:
+            raise ValueError("the writer broke")
+        await drain(self)
+
+    monkeypatch.setattr(Connection, "_drain", failing_drain)
+    async with open_core() as core, core.connect(user_id=1, memory=True) as other:
+        await core.publish(1, {"p": 1})
+        async with core.connect(user_id=2, memory=True) as ws:  # every write needs the writer
+            ended = trio.Event()
+            core.system.monitor(core.last_path, lambda down: ended.set())
+            await send(ws, {"type": "ping", "ts": 1})
+            with trio.fail_after(10):
+                await ended.wait()
+            await trio.testing.wait_all_tasks_blocked()  # conns has taken the notice
+        crashes = [r for r in caplog.records if "crashed" in r.getMessage()]
+        assert len(crashes) == 1 and "the writer broke" in crashes[0].getMessage()
+        await ping(other, 7)
