@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import trio
 
 from ._errors import AskFailed, AskTimeout, MailboxClosed, MailboxFull
+from ._flag import Flag
 from ._mailbox import Mailbox, Overflow
 
 if TYPE_CHECKING:
@@ -185,7 +186,7 @@ class Actor:
         return self._cell.system
 
     @property
-    def stop_requested(self) -> trio.Event:
+    def stop_requested(self) -> Flag:
         """Set when a graceful stop is asked for (the mailbox is closed at the same time)."""
         return self._cell.stop_requested
 
@@ -278,8 +279,8 @@ class Cell:
         )
         self.state = ActorState.STARTING
         self.started_at = trio.current_time()
-        self.stop_requested = trio.Event()
-        self.done = trio.Event()
+        self.stop_requested = Flag()
+        self.done = Flag()
         self.ready: Callable[[], None] = _nothing
         self.ref = ActorRef(self)
         actor._cell = self

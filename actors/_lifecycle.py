@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import trio
 
-from ._actor import ActorRef, ActorState, Cell
+from ._actor import ActorRef, ActorState, Cell, _nothing
 
 __all__ = ["Exit", "ExitReason", "current_actor_path", "live"]
 
@@ -62,6 +62,7 @@ async def live(
         nonlocal announced
         if not announced:
             announced = True
+            cell.ready = _nothing  # let this closure go: it is needed once
             task_status.started(cell.ref)
 
     cell.ready = ready

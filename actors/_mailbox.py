@@ -17,6 +17,7 @@ import enum
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import trio
@@ -38,6 +39,9 @@ class Overflow(enum.Enum):
 
 #: Stands for a mailbox's queue until its first message; nothing is ever put in it.
 _NO_ITEMS: Any = ()
+
+#: Stands for the keyed queue of a mailbox without the conflate policy (read-only, empty).
+_NO_KEYS: Any = MappingProxyType({})
 
 #: Returned by a receive hook to make the mailbox discard a message (fault injection).
 DROP: Any = object()
@@ -95,11 +99,14 @@ class Mailbox:
         # Made on the first message: an empty deque costs ~760 bytes, and most actors of a
         # connection hardly ever get one (``_queue`` appends; the rest only read it).
         self._items: deque[Any] = _NO_ITEMS
-        self._keyed: OrderedDict[Hashable, Any] = OrderedDict()
+        # Only the conflate policy keys its messages (most mailboxes never hold one).
+        self._keyed: OrderedDict[Hashable, Any] = OrderedDict() if key is not None else _NO_KEYS
         # Made on the first blocked put: most mailboxes never block, and an empty deque
         # costs ~700 bytes (one per actor, so several per client connection).
         self._blocked: deque[_BlockedPut] | None = None
-        self._readable = trio.lowlevel.ParkingLot()
+        # Made on the first wait for a message: an actor serving a socket never reads its
+        # mailbox, and a parking lot costs ~300 bytes.
+        self._readable: trio.lowlevel.ParkingLot | None = None
         self._closed = False
         self.processed = 0
         self.dropped = 0
@@ -185,7 +192,7 @@ class Mailbox:
             raise TypeError("control notices need a mailbox without conflation")
         if not self._closed:
             self._queue(message)
-            self._readable.unpark()
+            self._wake()
 
     def _put_keyed(self, message: Any) -> bool:
         assert self._key is not None
@@ -196,7 +203,7 @@ class Mailbox:
         if len(self._keyed) >= self.capacity or self._blocked:
             raise MailboxFull(f"mailbox full ({self.capacity} keys, policy conflate)")
         self._keyed[key] = message
-        self._readable.unpark()
+        self._wake()
         return True
 
     def _replace(self, key: Hashable, message: Any) -> None:
@@ -205,7 +212,12 @@ class Mailbox:
 
     def _append(self, message: Any) -> None:
         self._queue(message)
-        self._readable.unpark()
+        self._wake()
+
+    def _wake(self) -> None:
+        """A message is there: wake the consumer if it waits."""
+        if self._readable is not None:
+            self._readable.unpark()
 
     def _queue(self, message: Any) -> None:
         items = self._items
@@ -266,6 +278,8 @@ class Mailbox:
             try:
                 message = self.get_nowait()
             except trio.WouldBlock:
+                if self._readable is None:
+                    self._readable = trio.lowlevel.ParkingLot()
                 await self._readable.park()
                 continue
             # Yield once more, even right after a wakeup: senders woken in the same tick get
@@ -296,11 +310,13 @@ class Mailbox:
         self._closed = True
         while self._blocked:
             self._blocked.popleft().event.set()
-        self._readable.unpark_all()
+        if self._readable is not None:
+            self._readable.unpark_all()
 
     def drain(self) -> list[Any]:
         """Remove and return everything still queued (used when an actor has ended)."""
         items = list(self._keyed.values()) if self._key is not None else list(self._items)
         self._items = _NO_ITEMS
-        self._keyed.clear()
+        if self._key is not None:
+            self._keyed.clear()
         return items

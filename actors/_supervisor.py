@@ -36,7 +36,7 @@ import enum
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, cast
 
 import tenacity
@@ -79,7 +79,7 @@ class Restart(enum.Enum):
     TEMPORARY = "temporary"  # never restarted
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ChildSpec:
     """How to make, restart and stop one child. ``factory`` makes a fresh actor each time."""
 
@@ -93,14 +93,14 @@ class ChildSpec:
             raise ValueError(f"a child name must be non-empty and without '/', got {self.name!r}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StartChild:
     """Ask a supervisor to start a child; the reply is its ref."""
 
     spec: ChildSpec
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AdoptChild:
     """Ask a supervisor to take on a temporary child that the asker will run in its own task;
     the reply is the coroutine function to await, which runs the child until it ends."""
@@ -132,6 +132,10 @@ class _RestartDue:
     """The backoff before restarting ``group`` has passed (posted by a timer task)."""
 
     group: list[_Child]
+
+
+def _made_once() -> Actor:
+    raise RuntimeError("a temporary child that ran in its asker's task is never made again")
 
 
 class _Child:
@@ -288,6 +292,8 @@ class Supervisor(Actor):
         self._check_free(spec.name)
         child = _Child(spec, adopted=True)
         cell = self._new_cell(child)
+        # Never made again (temporary): let the factory, and all its closure holds, go.
+        child.spec = replace(spec, factory=_made_once)
         self._children[spec.name] = child
         return lambda: self._run_adopted(child, cell)
 

@@ -169,7 +169,9 @@ class Outbox:
         self._dead = 0  # entries of ended subscriptions, still queued until the writer skips them
         self._unwritten: list[tuple[_Sub, int]] = []  # lossless entries taken, not yet written
         self._subs: dict[str, _Sub] = {}
-        self._readable = trio.lowlevel.ParkingLot()
+        # Made on the first wait in take_batch (the probes' reader): a connection's writer
+        # never waits here.
+        self._readable: trio.lowlevel.ParkingLot | None = None
         self.closed = False
         self.sent = 0  # messages written to the socket or handed to the writer
         self.bytes_sent = 0  # their bytes, WebSocket framing included
@@ -254,7 +256,8 @@ class Outbox:
 
     def close(self) -> None:
         self.closed = True
-        self._readable.unpark_all()
+        if self._readable is not None:
+            self._readable.unpark_all()
 
     # -- the rooms' side (synchronous: a room never waits for a connection) ---------------
 
@@ -376,6 +379,8 @@ class Outbox:
             batch = self.take_ready(max_items)
             if batch or self.closed:
                 return batch
+            if self._readable is None:
+                self._readable = trio.lowlevel.ParkingLot()
             await self._readable.park()
 
     def take_ready(self, max_items: int = 64) -> list[bytes]:
@@ -452,7 +457,8 @@ class Outbox:
         queue.append(item)
 
     def _notify(self) -> None:
-        self._readable.unpark()
+        if self._readable is not None:
+            self._readable.unpark()
         if self._on_queued is not None:
             self._on_queued()
 

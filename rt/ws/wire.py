@@ -62,7 +62,8 @@ class Wire:
             stream.socket if isinstance(stream, trio.SocketStream | GuardedStream) else None
         )
         self._pending = bytearray()
-        self._flushing = trio.Lock()
+        # Made at the first flush: most connections never have bytes wait.
+        self._flushing: trio.Lock | None = None
         self.closed = False
         #: Nothing is pending and the socket can be written now: ``write`` goes straight out.
         #: A plain attribute, read once per message per client by the outbox.
@@ -127,6 +128,8 @@ class Wire:
     async def flush(self, stall_timeout_s: float = math.inf) -> bool:
         """Write everything pending. False if the socket took nothing for ``stall_timeout_s``
         (the client stopped reading); raises trio.BrokenResourceError if it is gone."""
+        if self._flushing is None:
+            self._flushing = trio.Lock()
         async with self._flushing:
             with trio.CancelScope() as scope:
                 scope.deadline = trio.current_time() + stall_timeout_s
