@@ -83,6 +83,15 @@ class ActorSystem:
         supervisor's). Raises as ``spawn`` does when the supervisor cannot take it, and the
         actor's own error if it fails before it has started.
         """
+        run = await self.adopt(spec, under=under, timeout_s=timeout_s)
+        await run()
+
+    async def adopt(
+        self, spec: ChildSpec, *, under: str = "", timeout_s: float = 5.0
+    ) -> Callable[[], Awaitable[None]]:
+        """``run_here`` in two steps: have the supervisor take the child on, and return what
+        runs it (awaited by the caller, in its task, as ``run_here`` does). A caller that
+        holds the child for long awaits it itself, one frame less on its task's stack."""
         parent = self._supervisor(under)
         try:
             run = await parent.ask(AdoptChild(spec), timeout_s=timeout_s)
@@ -90,7 +99,7 @@ class ActorSystem:
             if isinstance(exc.__cause__, (NameTaken, ValueError)):
                 raise exc.__cause__ from None
             raise
-        await run()
+        return cast(Callable[[], Awaitable[None]], run)
 
     async def stop(self, path: str, *, timeout_s: float = 30.0) -> None:
         """Stop the child at ``path`` gracefully through its supervisor; it is not restarted.

@@ -48,6 +48,9 @@ TRADING_WS_PATH = "/ws"
 #: serve_listeners treats them: wait and accept again.
 ACCEPT_CAPACITY_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 
+#: An accepted WebSocket, the actor to serve it, and what that actor is (for the logs).
+Served = tuple[WebSocketConnection, ChildSpec, str]
+
 
 class Listener(Actor):
     """Accepts connections on one port. A WebSocket upgrade is screened, authenticated and
@@ -152,7 +155,12 @@ class Listener(Actor):
         return GuardLimits(settings.max_message_bytes, settings.max_fragments_per_message)
 
     async def _handle(self, request: WebSocketRequest) -> None:
-        """Screen the upgrade (rt/ws/handshake.py), then serve it, counted as an open socket."""
+        """Screen the upgrade (rt/ws/handshake.py), route it, then run the actor that serves
+        it under ``conns`` in this task (the one that holds the socket: trio-websocket closes
+        it when this returns), counted as an open socket.
+
+        Routing returns before the actor runs, so that a connection's life keeps only this
+        frame of the handshake's on its task's stack (each costs memory per connection)."""
         server = self.server
         peer = request_peer(request)
         refusal = screen(
@@ -162,33 +170,52 @@ class Listener(Actor):
             await _refuse(request, refusal)
             return
         try:
-            await self._route(request, peer)
+            served = await self._route(request, peer)
+            if served is None:
+                return
+            ws, spec, what = served
+            ended = False
+            try:
+                run = await self.system.adopt(
+                    spec, under="conns", timeout_s=server.settings.connection_start_timeout_s
+                )
+                await run()
+                ended = True
+            except Exception as exc:  # AskTimeout, AskFailed, or the actor failing to start
+                # Overloaded (or the conns supervisor is restarting): refuse this client, and
+                # only it; an error escaping here would take the whole listener down. (Once
+                # started, the actor's crash is its supervisor's to log, not raised here.)
+                log.warning("%s: could not start %s %s: %s", self.path, what, spec.name, exc)
+                await _close_shielded(ws, CLOSE_TRY_AGAIN_LATER, "TRY_AGAIN_LATER")
+                ended = True
+            finally:
+                if not ended:  # the listener is going away, and the actor with it: say so
+                    await _close_shielded(ws, CLOSE_GOING_AWAY, "server shutting down")
         except ConnectionClosed:
             pass  # the client left during the handshake: nothing to serve, nothing to log
         finally:
             server.open_sockets.release(peer)
 
-    async def _route(self, request: WebSocketRequest, peer: str) -> None:
+    async def _route(self, request: WebSocketRequest, peer: str) -> Served | None:
+        """The accepted socket and the actor to serve it, or None once refused."""
         path, _, query = request.path.partition("?")
         if self.hides_operator_routes and is_operator_path(path):
             await _reject(request, 404, "NOT_FOUND", f"no WebSocket endpoint at {path}")
-            return
+            return None
         if path == ECHO_PATH and self.server.settings.echo_endpoint:
-            await self._handle_echo(request)
-            return
+            return await self._accept_echo(request)
         if path == PUBLISH_PATH:
-            await self._handle_publisher(request, query, peer)
-            return
+            return await self._accept_publisher(request, query, peer)
         found = (self._own_ws, {}) if self._own_ws and path == TRADING_WS_PATH else match(path)
         if found is None:
             await _reject(request, 404, "NOT_FOUND", f"no WebSocket endpoint at {path}")
-            return
+            return None
         dialect, path_params = found
         if dialect.check_path is not None:
             problem = dialect.check_path(path_params)
             if problem is not None:
                 await _reject(request, 400, "BAD_REQUEST", problem)
-                return
+                return None
         query_params = {name: values[0] for name, values in parse_qs(query).items()}
         token = query_params.get("token", "")
         settings = self.server.settings
@@ -197,14 +224,14 @@ class Listener(Actor):
         auth = "token" if dialect.name in settings.require_token else dialect.auth
         if auth == "token" and not token:
             await _reject(request, 401, "UNAUTHORIZED", "missing token: connect to ?token=<JWT>")
-            return
+            return None
         claims: Claims | None = None
         if token and auth != "none":
             try:
                 claims = self.server.tokens.verify(token)
             except AuthError as exc:
                 await _reject(request, 401, "UNAUTHORIZED", str(exc))
-                return
+                return None
         if dialect.user_in_query and claims is not None:
             claimed = query_params.get("userId", "")
             if claimed != str(claims.user_id):
@@ -214,7 +241,7 @@ class Listener(Actor):
                     "UNAUTHORIZED",
                     f"the token is for user {claims.user_id}, not for userId={claimed!r}",
                 )
-                return
+                return None
         ws = await request.accept()
         server = self.server
         name = f"c{next(server.socket_numbers)}"
@@ -232,7 +259,7 @@ class Listener(Actor):
             with trio.move_on_after(2):
                 await ws.send_message(text)
                 await ws.aclose(1008, "TOO_MANY_CONNECTIONS")
-            return
+            return None
         context = SessionContext(
             claims,
             name,
@@ -245,9 +272,11 @@ class Listener(Actor):
         )
         expires = claims.expires_at_ms if authenticated else None
         spec = connection_spec(ws, server, dialect, context, expires, endpoint=path)
-        await self._serve_under_conns(ws, spec, "connection")
+        return ws, spec, "connection"
 
-    async def _handle_publisher(self, request: WebSocketRequest, query: str, peer: str) -> None:
+    async def _accept_publisher(
+        self, request: WebSocketRequest, query: str, peer: str
+    ) -> Served | None:
         """/ws/publish: an admin publisher (rt/ws/publisher.py), run like a Connection."""
         settings = self.server.settings
         query_token = parse_qs(query).get("token", [""])[0]
@@ -257,7 +286,7 @@ class Listener(Actor):
         )
         if verdict is Verdict.LIMITED:
             await _refuse(request, gate.limited_refusal(peer))
-            return
+            return None
         if verdict is not Verdict.OK:
             await _reject(
                 request,
@@ -265,7 +294,7 @@ class Listener(Actor):
                 "UNAUTHORIZED",
                 "this endpoint needs Authorization: Bearer <admin token> (or ?token=<admin token>)",
             )
-            return
+            return None
         ws = await request.accept()
         name = f"p{next(self.server.socket_numbers)}"
         spec = ChildSpec(
@@ -274,9 +303,9 @@ class Listener(Actor):
             restart=Restart.TEMPORARY,
             shutdown_timeout_s=3.0,
         )
-        await self._serve_under_conns(ws, spec, "publisher")
+        return ws, spec, "publisher"
 
-    async def _handle_echo(self, request: WebSocketRequest) -> None:
+    async def _accept_echo(self, request: WebSocketRequest) -> Served:
         """/ws/echo (tests only, rt/ws/echo.py): no token; run like a Connection."""
         ws = await request.accept()
         name = f"e{next(self.server.socket_numbers)}"
@@ -287,32 +316,14 @@ class Listener(Actor):
             restart=Restart.TEMPORARY,
             shutdown_timeout_s=3.0,
         )
-        await self._serve_under_conns(ws, spec, "echo")
+        return ws, spec, "echo"
 
-    async def _serve_under_conns(self, ws: WebSocketConnection, spec: ChildSpec, what: str) -> None:
-        """Run the actor that serves ``ws`` under ``conns``, in this task (the one that holds
-        the socket: trio-websocket closes it when this handler returns), until it ends."""
-        ended = False
-        try:
-            await self.system.run_here(
-                spec, under="conns", timeout_s=self.server.settings.connection_start_timeout_s
-            )
-            ended = True
-        except Exception as exc:  # AskTimeout, AskFailed, or the actor failing to start
-            # Overloaded (or the conns supervisor is restarting): refuse this client, and only
-            # it; an error escaping here would take the whole listener down. (Once started,
-            # the actor's crash is its supervisor's to log, and is not raised here.)
-            log.warning("%s: could not start %s %s: %s", self.path, what, spec.name, exc)
-            with trio.move_on_after(1) as cleanup:
-                cleanup.shield = True
-                await ws.aclose(CLOSE_TRY_AGAIN_LATER, "TRY_AGAIN_LATER")
-            ended = True
-        finally:
-            # The listener is going away, and the actor with it: say so before the socket goes.
-            if not ended:
-                with trio.move_on_after(1) as cleanup:
-                    cleanup.shield = True
-                    await ws.aclose(CLOSE_GOING_AWAY, "server shutting down")
+
+async def _close_shielded(ws: WebSocketConnection, code: int, reason: str) -> None:
+    """Close ``ws`` with ``code``, within a second, even in a cancelled scope."""
+    with trio.move_on_after(1) as cleanup:
+        cleanup.shield = True
+        await ws.aclose(code, reason)
 
 
 async def _reject(
