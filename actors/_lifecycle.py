@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -56,16 +57,8 @@ async def live(
     """
     registry = cell.system.registry
     registry.register(cell)
-    announced = False
-
-    def ready() -> None:
-        nonlocal announced
-        if not announced:
-            announced = True
-            cell.ready = _nothing  # let this closure go: it is needed once
-            task_status.started(cell.ref)
-
-    cell.ready = ready
+    # Held by the cell alone, until called: this frame lasts the actor's life, the closure not.
+    cell.ready = _announcer(cell, task_status)
     # The task is the actor's own (see _run_child), or for an adopted child the asker's for
     # the actor's life: either way the actor's path while it lives, the task's before and after.
     token = _current_actor.set(cell.path or "/")
@@ -78,10 +71,10 @@ async def live(
                 if cell.state is ActorState.STARTING:
                     cell.state = ActorState.RUNNING
                 if not cell.actor.defer_started:
-                    ready()
+                    cell.ready()
                 await cell.actor.run()
         except Exception as exc:
-            if not announced:
+            if cell.ready is not _nothing:  # not announced: a failure to start
                 _end(cell, Exit(ExitReason.CRASH, exc))
                 raise
             result = Exit(ExitReason.CRASH, exc)
@@ -91,7 +84,7 @@ async def live(
         else:
             if scope.cancelled_caught or cell.stop_requested.is_set():
                 result = Exit(ExitReason.SHUTDOWN)
-            elif not announced:
+            elif cell.ready is not _nothing:
                 error = RuntimeError(f"{cell.path or '/'} returned before it started")
                 _end(cell, Exit(ExitReason.CRASH, error))
                 raise error
@@ -99,6 +92,16 @@ async def live(
         return result
     finally:
         _current_actor.reset(token)
+
+
+def _announcer(cell: Cell, task_status: trio.TaskStatus[ActorRef]) -> Callable[[], None]:
+    """What ``cell.ready`` is until the actor has started: it tells the starter, once."""
+
+    def ready() -> None:
+        cell.ready = _nothing  # announced
+        task_status.started(cell.ref)
+
+    return ready
 
 
 def _end(cell: Cell, result: Exit) -> None:

@@ -10,28 +10,35 @@ library stops reading, the socket's actor finds ``violation`` and closes with it
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 import trio
 
-from rt.ws.front_door import ReplayStream, StreamWrapper
+from rt.ws.front_door import StreamWrapper
 from rt.ws.inbound import FrameGuard, GuardLimits, HeadScanner, Violation
 
 __all__ = ["GuardedListener", "GuardedStream"]
 
 LimitsFor = Callable[[str], GuardLimits]
-#: A socket stream, or rt/ws/front_door.py's ReplayStream over one.
-SocketLike = trio.SocketStream | ReplayStream
 
 #: The longest a refused client's socket is kept, draining, once its close frame is sent.
 LINGER_S = 2.0
 
 
 class GuardedStream(StreamWrapper):
-    def __init__(self, stream: SocketLike, limits_for: LimitsFor) -> None:
+    """``replay``: what the front door read already (the request head), given back first.
+    ``heard_at``: when the peer last sent anything (on Trio's clock), pongs included: the
+    idle timeout's proof of life (rt/ws/socket_actor.py)."""
+
+    def __init__(
+        self, stream: trio.SocketStream, limits_for: LimitsFor, *, replay: bytes = b""
+    ) -> None:
         super().__init__(stream)
         self._limits_for = limits_for
+        self._replay = replay
+        self.heard_at = -math.inf
         self._head: HeadScanner | None = HeadScanner()
         self._guard: FrameGuard | None = None
         #: Why the client's frames were refused (None while they are fine).
@@ -50,9 +57,16 @@ class GuardedStream(StreamWrapper):
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
         while self.violation is None:
-            data: bytes | bytearray = await self.transport.receive_some(max_bytes)
-            if not data:
-                return data
+            data: bytes | bytearray
+            if self._replay:
+                size = len(self._replay) if max_bytes is None else max_bytes
+                data, self._replay = self._replay[:size], self._replay[size:]
+                await trio.lowlevel.checkpoint()
+            else:
+                data = await self.transport.receive_some(max_bytes)
+                if not data:
+                    return data
+                self.heard_at = trio.current_time()
             if self._guard is None:
                 assert self._head is not None
                 end = self._head.feed(data)

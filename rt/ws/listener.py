@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 from urllib.parse import parse_qs
 
@@ -135,14 +136,14 @@ class Listener(Actor):
                     head = b""
             if not head:  # silent (or too slow) for the whole handshake timeout, or gone
                 return
-            replay = ReplayStream(stream, head)
             if is_websocket_upgrade(head):
                 # Every byte a client sends from here is checked before trio-websocket reads
                 # it; trio-websocket's server owns the stream from here, and closes it.
-                await self._websockets.hand_over(GuardedStream(replay, self._limits_for))
+                guarded = GuardedStream(stream, self._limits_for, replay=head)
+                await self._websockets.hand_over(guarded)
                 handed_over = True
             else:
-                await self._http.serve(replay)
+                await self._http.serve(ReplayStream(stream, head))
         finally:
             if not handed_over:  # (Hypercorn closes its own; closing twice is harmless)
                 await trio.aclose_forcefully(stream)
@@ -170,23 +171,16 @@ class Listener(Actor):
             await _refuse(request, refusal)
             return
         try:
-            served = await self._route(request, peer)
-            if served is None:
+            taken = await self._take_on(request, peer)
+            if taken is None:
                 return
-            ws, spec, what = served
+            ws, what, name, run = taken
             ended = False
             try:
-                run = await self.system.adopt(
-                    spec, under="conns", timeout_s=server.settings.connection_start_timeout_s
-                )
                 await run()
                 ended = True
-            except Exception as exc:  # AskTimeout, AskFailed, or the actor failing to start
-                # Overloaded (or the conns supervisor is restarting): refuse this client, and
-                # only it; an error escaping here would take the whole listener down. (Once
-                # started, the actor's crash is its supervisor's to log, not raised here.)
-                log.warning("%s: could not start %s %s: %s", self.path, what, spec.name, exc)
-                await _close_shielded(ws, CLOSE_TRY_AGAIN_LATER, "TRY_AGAIN_LATER")
+            except Exception as exc:  # the actor failed before it had started
+                await self._could_not_start(ws, what, name, exc)
                 ended = True
             finally:
                 if not ended:  # the listener is going away, and the actor with it: say so
@@ -195,6 +189,34 @@ class Listener(Actor):
             pass  # the client left during the handshake: nothing to serve, nothing to log
         finally:
             server.open_sockets.release(peer)
+
+    async def _take_on(
+        self, request: WebSocketRequest, peer: str
+    ) -> tuple[WebSocketConnection, str, str, Callable[[], Awaitable[None]]] | None:
+        """Route the upgrade and have ``conns`` adopt the actor that serves it: the socket,
+        what the actor is and its name (for the logs), and what runs it in the caller's task
+        (which lasts the socket's life: it keeps neither the spec nor its factory). None
+        once refused."""
+        served = await self._route(request, peer)
+        if served is None:
+            return None
+        ws, spec, what = served
+        try:
+            run = await self.system.adopt(
+                spec, under="conns", timeout_s=self.server.settings.connection_start_timeout_s
+            )
+        except Exception as exc:  # AskTimeout, AskFailed: overloaded, or conns restarting
+            await self._could_not_start(ws, what, spec.name, exc)
+            return None
+        return ws, what, spec.name, run
+
+    async def _could_not_start(
+        self, ws: WebSocketConnection, what: str, name: str, exc: Exception
+    ) -> None:
+        """Refuse this client, and only it (an error escaping the handler would take the
+        whole listener down). Once started, an actor's crash is its supervisor's to log."""
+        log.warning("%s: could not start %s %s: %s", self.path, what, name, exc)
+        await _close_shielded(ws, CLOSE_TRY_AGAIN_LATER, "TRY_AGAIN_LATER")
 
     async def _route(self, request: WebSocketRequest, peer: str) -> Served | None:
         """The accepted socket and the actor to serve it, or None once refused."""

@@ -5,7 +5,7 @@ and the close.
 - One task reads, and between frames it keeps the heartbeat too: it writes a ping frame every
   ``ping_interval_s``, on schedule whether or not earlier pings were answered, and closes with
   4000 once nothing at all (no frame, no pong) has arrived for ``idle_timeout_s``. The Wire
-  reports every byte received (``on_received``), so no task waits for a pong: an idle
+  notes when it last received a byte (``heard_at``), so no task waits for a pong: an idle
   connection costs one task of its own. A frame being handled is never cut short by a ping
   falling due; a handling that waits (a join to a busy room) delays the ping instead.
 - Bytes the socket did not take at once wait in the Wire; a writer task starts on demand
@@ -60,7 +60,6 @@ class SocketActor(Actor, ABC):
         self.settings = settings
         self.wire = Wire(ws)
         self.wire.on_backlog = self._backlog
-        self.wire.on_received = self._heard_from_peer
         self._last_heard = trio.current_time()
         self._next_ping = math.inf
         self._close: tuple[int, str] | None = None
@@ -163,8 +162,9 @@ class SocketActor(Actor, ABC):
 
     # -- reading, with the heartbeat between frames -------------------------------------------
 
-    def _heard_from_peer(self) -> None:
-        self._last_heard = trio.current_time()
+    def _heard_last(self) -> float:
+        """When the peer last sent anything: a frame, or any byte (a pong) the Wire saw."""
+        return max(self._last_heard, self.wire.heard_at)
 
     async def _read(self, scope: trio.CancelScope) -> None:
         """Read and handle frames until the peer goes or a frame ends the reading; the
@@ -173,7 +173,7 @@ class SocketActor(Actor, ABC):
         ws = self.ws
         try:
             while True:
-                scope.deadline = min(self._last_heard + idle_s, self._next_ping, self.deadline)
+                scope.deadline = min(self._heard_last() + idle_s, self._next_ping, self.deadline)
                 message = await ws.get_message()
                 scope.deadline = math.inf
                 # Also here: the read trio-websocket had started before the Wire was in
@@ -202,7 +202,7 @@ class SocketActor(Actor, ABC):
             self._log().info("%s: %s, closing", self.path, reason)
             self._end(code, reason)
             return False
-        if now >= self._last_heard + settings.idle_timeout_s:
+        if now >= self._heard_last() + settings.idle_timeout_s:
             self._idle_timeout(settings.idle_timeout_s)
             return False
         if now >= self._next_ping:

@@ -11,10 +11,11 @@ rt/delivery/outbox.py applies).
 
 trio-websocket still does the handshake, reads every frame, answers pings and runs the close
 handshake. So that its own frames (pong, close) cannot cut into ours, the Wire puts itself
-between trio-websocket and the TCP stream: it replaces the connection's private ``_stream``
-with a stream whose ``send_all`` queues behind what is pending here, and whose
-``receive_some`` tells the connection that the peer is alive (``on_received``: how the idle
-timeout sees pongs, which trio-websocket reports only to a task waiting on that ping).
+between trio-websocket and the TCP stream: it is a stream, and replaces the connection's
+private ``_stream``; its ``send_all`` queues behind what is pending here, and reading notes
+when the peer was last heard from (``heard_at``: how the idle timeout sees pongs, which
+trio-websocket reports only to a task waiting on that ping). Over rt's GuardedStream, which
+notes it itself, a read goes straight to it: no frame of the Wire's waits on every socket.
 Reading the client's address from a handshake request (``request_peer``: the library gives
 it only for a bare socket stream, and rt's are wrapped by rt/ws/inbound_stream.py) also reaches
 inside (``WebSocketRequest._connection``), and so does closing a client connection's TCP
@@ -30,7 +31,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import trio
@@ -46,7 +47,7 @@ class WireUnsupported(RuntimeError):
     """The trio-websocket connection does not look the way this module was written for."""
 
 
-class Wire:
+class Wire(trio.abc.HalfCloseableStream):
     def __init__(self, ws: WebSocketConnection) -> None:
         stream = getattr(ws, "_stream", None)
         if not isinstance(stream, trio.abc.Stream):
@@ -55,6 +56,9 @@ class Wire:
                 "for this trio-websocket version"
             )
         self._stream = stream
+        #: rt's guarded socket stream, which notes when the peer was heard itself, or None.
+        self._guarded = stream if isinstance(stream, GuardedStream) else None
+        self._heard_at = -math.inf
         # With a socket, bytes are written with os.write on its (non-blocking) descriptor,
         # asked of the socket each time: once it is closed (by whoever), the number may
         # already belong to another client's socket.
@@ -72,28 +76,33 @@ class Wire:
         #: some): the writer should ``flush``. Not again while they wait, and never for a
         #: stream without a socket, whose bytes always wait: whoever writes then says so.
         self.on_backlog: Callable[[], None] | None = None
-        #: Called (synchronously) whenever bytes arrive from the peer, a pong included: the
-        #: proof of life the idle timeout wants, seen without a task waiting for a pong.
-        self.on_received: Callable[[], None] | None = None
-        ws._stream = _WireStream(self, stream)
+        ws._stream = self
 
     @staticmethod
     def remote_of(ws: WebSocketConnection) -> str | None:
         """``address:port`` of the client of ``ws`` when rt's GuardedStream carries it (the
         library can name only a bare socket stream's peer)."""
         stream = getattr(ws, "_stream", None)
-        if isinstance(stream, _WireStream):
+        if isinstance(stream, Wire):
             stream = stream._stream
         return stream.remote if isinstance(stream, GuardedStream) else None
 
     @property
+    def heard_at(self) -> float:
+        """When the peer last sent anything (Trio's clock), a pong included: the proof of
+        life the idle timeout wants, seen without a task waiting for a pong."""
+        return self._guarded.heard_at if self._guarded is not None else self._heard_at
+
+    @property
     def violation(self) -> Violation | None:
         """Why the client's frames were refused (rt/ws/inbound.py), once they were."""
-        return self._stream.violation if isinstance(self._stream, GuardedStream) else None
+        return self._guarded.violation if self._guarded is not None else None
 
     async def aclose(self) -> None:
-        """Close the socket (after a close frame written here: trio-websocket, which saw the
-        refused frames' stream end, no longer closes it)."""
+        """Close the socket: trio-websocket's close, or ours after a close frame written here
+        (trio-websocket, which saw the refused frames' stream end, no longer closes it).
+        Closed here first, so that no write can reach the descriptor once the socket is
+        closed and its number possibly given to another connection."""
         self._close()
         await self._stream.aclose()
 
@@ -161,44 +170,36 @@ class Wire:
         self.idle = False
         self._pending.clear()
 
-
-class _WireStream(trio.abc.HalfCloseableStream):
-    """What trio-websocket sees as its stream: reads pass through, writes queue on the Wire."""
-
-    def __init__(self, wire: Wire, stream: trio.abc.Stream) -> None:
-        self._wire = wire
-        self._stream = stream
+    # -- the stream trio-websocket reads and writes through --------------------------------
 
     @property
     def socket(self) -> Any:
         return getattr(self._stream, "socket", None)
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        wire = self._wire
-        if wire.closed:
+        if self.closed:
             raise trio.BrokenResourceError("the connection's socket is closed")
-        wire.write(bytes(data))
-        if not wire.idle:
-            await wire.flush()
+        self.write(bytes(data))
+        if not self.idle:
+            await self.flush()
 
     async def wait_send_all_might_not_block(self) -> None:
-        await self._wire.flush()
+        await self.flush()
 
-    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+    def receive_some(self, max_bytes: int | None = None) -> Coroutine[Any, Any, bytes | bytearray]:
+        if self._guarded is not None:
+            return self._guarded.receive_some(max_bytes)
+        return self._receive_noting(max_bytes)
+
+    async def _receive_noting(self, max_bytes: int | None) -> bytes | bytearray:
         data = await self._stream.receive_some(max_bytes)
-        if data and self._wire.on_received is not None:
-            self._wire.on_received()
+        if data:
+            self._heard_at = trio.current_time()
         return data
 
     async def send_eof(self) -> None:
         if isinstance(self._stream, trio.abc.HalfCloseableStream):
             await self._stream.send_eof()
-
-    async def aclose(self) -> None:
-        # Closed here first, so that no write can reach the descriptor once the socket is
-        # closed and its number possibly given to another connection.
-        self._wire._close()
-        await self._stream.aclose()
 
 
 def request_peer(request: WebSocketRequest) -> str:

@@ -25,7 +25,9 @@ from wsproto.events import (
 )
 
 from rt.client import KMarketClient
-from tests.rt.harness import Core, open_core, receive, receive_until, send
+from rt.ws.inbound import GuardLimits
+from rt.ws.inbound_stream import GuardedStream
+from tests.rt.harness import Core, open_core, receive, receive_until, send, socket_stream_pair
 
 
 class RawClient:
@@ -65,18 +67,39 @@ class RawClient:
 
 
 async def raw_client(
-    core: Core, nursery: trio.Nursery, *, lockstep: bool = False, **serve: Any
+    core: Core,
+    nursery: trio.Nursery,
+    *,
+    lockstep: bool = False,
+    guarded: bool = False,
+    **serve: Any,
 ) -> tuple[RawClient, str]:
     """A RawClient whose server side is a Connection (``serve``: Core.serve_stream's
-    options, such as the dialect), its handshake done; and the actor's path."""
+    options, such as the dialect), its handshake done; and the actor's path. ``guarded``:
+    over a socket pair whose server side is the listener's GuardedStream (which notes when
+    the peer was heard from, for the Wire)."""
+    server_stream: Any
     if lockstep:
         client_stream, server_stream = trio.testing.lockstep_stream_pair()
+    elif guarded:
+        client_stream, socket_side = socket_stream_pair()
+        server_stream = GuardedStream(socket_side, lambda _path: GuardLimits(64 * 1024, 64))
+        nursery.start_soon(close_when_cancelled, client_stream, socket_side)
     else:
         client_stream, server_stream = trio.testing.memory_stream_pair()
     path = await core.serve_stream(nursery, server_stream, **serve)
     client = RawClient(client_stream)
     await client.handshake()
     return client, path
+
+
+async def close_when_cancelled(*streams: trio.SocketStream) -> None:
+    """Close the sockets of ``streams`` when the test's nursery is cancelled."""
+    try:
+        await trio.sleep_forever()
+    finally:
+        for stream in streams:
+            stream.socket.close()  # synchronous: this runs in a cancelled scope
 
 
 async def ended(core: Core, path: str) -> float:
@@ -101,9 +124,12 @@ async def test_server_pings_every_15_seconds_whether_answered_or_not(autojump_cl
         nursery.cancel_scope.cancel()
 
 
-async def test_a_silent_client_is_closed_after_60_seconds(autojump_clock: Any) -> None:
+@pytest.mark.parametrize("guarded", [False, True])
+async def test_a_silent_client_is_closed_after_60_seconds(
+    autojump_clock: Any, guarded: bool
+) -> None:
     async with open_core() as core, trio.open_nursery() as nursery:
-        client, path = await raw_client(core, nursery)
+        client, path = await raw_client(core, nursery, guarded=guarded)
         start = trio.current_time()
         while True:
             event = await client.next_event()
@@ -116,9 +142,10 @@ async def test_a_silent_client_is_closed_after_60_seconds(autojump_clock: Any) -
         nursery.cancel_scope.cancel()
 
 
-async def test_pongs_keep_a_quiet_client_alive(autojump_clock: Any) -> None:
+@pytest.mark.parametrize("guarded", [False, True])
+async def test_pongs_keep_a_quiet_client_alive(autojump_clock: Any, guarded: bool) -> None:
     async with open_core() as core, trio.open_nursery() as nursery:
-        client, path = await raw_client(core, nursery)
+        client, path = await raw_client(core, nursery, guarded=guarded)
         start = trio.current_time()
         while trio.current_time() - start < 300:
             event = await client.next_event()
