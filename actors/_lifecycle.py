@@ -43,6 +43,11 @@ class Exit:
     error: Exception | None = None
 
 
+#: The two exits without an error, shared (an actor's frame holds one for its whole life).
+NORMAL_EXIT = Exit(ExitReason.NORMAL)
+SHUTDOWN_EXIT = Exit(ExitReason.SHUTDOWN)
+
+
 async def live(
     cell: Cell,
     scope: trio.CancelScope,
@@ -64,7 +69,7 @@ async def live(
     token = _current_actor.set(cell.path or "/")
     try:
         cell.system.faults.attach(cell)
-        result = Exit(ExitReason.NORMAL)
+        result = NORMAL_EXIT
         try:
             with scope:
                 await cell.actor.on_start()
@@ -79,11 +84,11 @@ async def live(
                 raise
             result = Exit(ExitReason.CRASH, exc)
         except BaseException:
-            _end(cell, Exit(ExitReason.SHUTDOWN))
+            _end(cell, SHUTDOWN_EXIT)
             raise
         else:
             if scope.cancelled_caught or cell.stop_requested.is_set():
-                result = Exit(ExitReason.SHUTDOWN)
+                result = SHUTDOWN_EXIT
             elif cell.ready is not _nothing:
                 error = RuntimeError(f"{cell.path or '/'} returned before it started")
                 _end(cell, Exit(ExitReason.CRASH, error))

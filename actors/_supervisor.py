@@ -44,7 +44,7 @@ import trio
 
 from ._actor import Actor, ActorRef, ActorState, Cell, Request
 from ._errors import NameTaken, NoSuchChild, SupervisorGaveUp
-from ._lifecycle import Exit, ExitReason, live
+from ._lifecycle import SHUTDOWN_EXIT, Exit, ExitReason, live
 
 __all__ = [
     "AdoptChild",
@@ -328,7 +328,7 @@ class Supervisor(Actor):
     async def _run_adopted(self, child: _Child, cell: Cell) -> None:
         """An adopted child's life, in the asker's task. A failure to start (or the asker's
         cancellation) is raised to the asker; either way this supervisor forgets the child."""
-        result = Exit(ExitReason.SHUTDOWN)
+        result = SHUTDOWN_EXIT
         try:
             result = await live(cell, child.scope)
         except Exception as exc:

@@ -97,13 +97,17 @@ class SocketActor(Actor, ABC):
     # -- the life of the socket -----------------------------------------------------------
 
     async def serve_socket(self) -> None:
-        """Read until the peer goes, the idle timeout passes or ``_end`` is called.
+        """Read and handle frames until the peer goes, a frame ends the reading, the idle
+        timeout passes or ``_end`` is called.
 
         No nursery and no task of its own: the reading runs in the actor's task inside one
         cancel scope (``_end`` cancels it), whose deadline is the heartbeat's next moment
-        while a frame is awaited and infinite while one is handled. The heartbeat falls due
-        once per ping interval; only then is a new scope made."""
+        while a frame is awaited and infinite while one is handled (so only the wait is cut
+        short). The heartbeat falls due once per ping interval; only then is a new scope
+        made. One coroutine, not two: its frame lasts the connection's life."""
         settings = self.settings
+        idle_s = settings.idle_timeout_s
+        ws = self.ws
         self._last_heard = now = trio.current_time()
         self._next_ping = now + settings.ping_interval_s
         self._serving = True
@@ -115,11 +119,22 @@ class SocketActor(Actor, ABC):
                     if opening:
                         opening = False
                         await self.on_open()
-                    await self._read(scope)
-                    return  # the peer went, or a frame ended the reading
+                    while True:
+                        scope.deadline = min(
+                            self._heard_last() + idle_s, self._next_ping, self.deadline
+                        )
+                        message = await ws.get_message()
+                        scope.deadline = math.inf
+                        # Also here: the read trio-websocket had started before the Wire was
+                        # in place reports its bytes to nobody.
+                        self._last_heard = trio.current_time()
+                        if not await self.on_frame(message):
+                            return
                 self._scope = None
                 if self._writer_error is not None or not self._heartbeat():
                     return
+        except ConnectionClosed:
+            self._refused_frames()
         finally:
             self._scope = None
             self._serving = False
@@ -166,31 +181,18 @@ class SocketActor(Actor, ABC):
         """When the peer last sent anything: a frame, or any byte (a pong) the Wire saw."""
         return max(self._last_heard, self.wire.heard_at)
 
-    async def _read(self, scope: trio.CancelScope) -> None:
-        """Read and handle frames until the peer goes or a frame ends the reading; the
-        scope's deadline (the heartbeat's next moment) cuts short only the wait for one."""
-        idle_s = self.settings.idle_timeout_s
-        ws = self.ws
-        try:
-            while True:
-                scope.deadline = min(self._heard_last() + idle_s, self._next_ping, self.deadline)
-                message = await ws.get_message()
-                scope.deadline = math.inf
-                # Also here: the read trio-websocket had started before the Wire was in
-                # place reports its bytes to nobody.
-                self._last_heard = trio.current_time()
-                if not await self.on_frame(message):
-                    return
-        except ConnectionClosed:
-            violation = self.wire.violation
-            if violation is not None:
-                self._log().info(
-                    "%s: refused a frame (%s), closing with %d",
-                    self.path,
-                    violation.reason,
-                    violation.code,
-                )
-                self._end(violation.code, violation.reason)
+    def _refused_frames(self) -> None:
+        """The stream trio-websocket reads ended: if rt's guard refused the client's frames,
+        close with the code it chose (else the peer simply went)."""
+        violation = self.wire.violation
+        if violation is not None:
+            self._log().info(
+                "%s: refused a frame (%s), closing with %d",
+                self.path,
+                violation.reason,
+                violation.code,
+            )
+            self._end(violation.code, violation.reason)
 
     def _heartbeat(self) -> bool:
         """The reading scope's deadline passed: ping, or close (idle, or the deadline).
