@@ -177,7 +177,7 @@ def http_publisher(
     ready: dict[str, Any], via: str, env: dict[str, str], timeout_s: float
 ) -> _Process:
     """bench/servers/http_publisher.py on LOADGEN_CORE, publishing to the server that
-    printed ``ready`` over its API (``via``: override, batch or ws)."""
+    printed ``ready`` over its API (``via``: override, batch, ws or ws-single)."""
     return _Process(
         "publisher",
         [
@@ -200,8 +200,9 @@ def http_publisher(
 class Server:
     """One server under test, started on SERVER_CORE; its publisher behind ``control``.
 
-    ``publish_via`` (rt only): "inprocess" runs the plan inside rt; "override", "batch" or
-    "ws" run it in bench/servers/http_publisher.py on LOADGEN_CORE, publishing over rt's API.
+    ``publish_via`` (rt only): "inprocess" runs the plan inside rt; "override", "batch", "ws"
+    or "ws-single" run it in bench/servers/http_publisher.py on LOADGEN_CORE, publishing over
+    rt's API.
     """
 
     def __init__(

@@ -11,7 +11,8 @@ updates, rt's batch limit) and sends it:
 - ``batch``: all of them in one POST /admin/publish;
 - ``ws``: as few ``publish`` frames on /ws/publish as rt's frame size limit allows, sent
   together, then their answers read before the next batch (as a real producer would, to
-  learn the seqs and be held back when rt is busy).
+  learn the seqs and be held back when rt is busy);
+- ``ws-single``: the same with one update per frame.
 
 It runs on the load generator's core, so rt's CPU is measured without the publisher's.
 """
@@ -77,17 +78,19 @@ class BatchSink:
 
 class WsSink:
     """``publish`` frames on /ws/publish: as few as fit rt's frame limit (64 KiB by default),
-    all sent before their answers are read, so a batch costs one round trip."""
+    or with ``single`` one update per frame (as a producer that sends each update as it
+    comes would); all sent before their answers are read, so a batch costs one round trip."""
 
-    def __init__(self, ws: WebSocketConnection) -> None:
+    def __init__(self, ws: WebSocketConnection, *, single: bool = False) -> None:
         self.ws = ws
         self.frames = 0
+        self.single = single
 
     async def publish_many(self, due: Due) -> None:
         texts, chunk, size = [], [], 0
         for item in updates(due):
             text = json.dumps(item)
-            if chunk and size + len(text) > WS_FRAME_BUDGET_BYTES:
+            if chunk and (self.single or size + len(text) > WS_FRAME_BUDGET_BYTES):
                 texts.append(self._frame(chunk))
                 chunk, size = [], 0
             chunk.append(text)
@@ -106,7 +109,7 @@ class WsSink:
         return f'{{"type":"publish","id":{self.frames},"updates":[{",".join(items)}]}}'
 
 
-VIAS = ["override", "batch", "ws"]
+VIAS = ["override", "batch", "ws", "ws-single"]
 
 
 async def drive_batches(plan: PublishPlan, wake: Wakeup, sink: Sink) -> None:
@@ -137,14 +140,14 @@ async def run(sink: Sink) -> None:
 
 async def main(args: argparse.Namespace) -> None:
     token = os.environ["RT_ADMIN_TOKEN"]
-    if args.via == "ws":
+    if args.via in ("ws", "ws-single"):
         if not args.ws_url:
-            raise SystemExit("--via ws needs --ws-url")
+            raise SystemExit(f"--via {args.via} needs --ws-url")
         headers = [(b"authorization", f"Bearer {token}".encode())]
         async with open_websocket_url(
             f"{args.ws_url.rstrip('/')}/ws/publish", extra_headers=headers
         ) as ws:
-            await run(WsSink(ws))
+            await run(WsSink(ws, single=args.via == "ws-single"))
         return
     async with httpx.AsyncClient(
         base_url=args.http_url, headers={"authorization": f"Bearer {token}"}, timeout=10
