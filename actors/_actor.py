@@ -255,10 +255,11 @@ class Cell:
     """The runtime's record of one incarnation of an actor."""
 
     __slots__ = (
+        "_mailbox",
         "actor",
         "done",
-        "mailbox",
         "name",
+        "on_end",
         "path",
         "ready",
         "ref",
@@ -273,17 +274,34 @@ class Cell:
         self.name = name
         self.path = path
         self.system = system
-        key = actor.conflate_key if actor.overflow is Overflow.CONFLATE else None
-        self.mailbox = Mailbox(
-            actor.mailbox_capacity, actor.overflow, key=key, on_discard=self._discarded
-        )
+        Mailbox.check(actor.mailbox_capacity, actor.overflow, self._key())
+        self._mailbox: Mailbox | None = None
         self.state = ActorState.STARTING
         self.started_at = trio.current_time()
         self.stop_requested = Flag()
         self.done = Flag()
         self.ready: Callable[[], None] = _nothing
+        #: Told how the incarnation ended (an ``Exit``), last thing: an adopted child's
+        #: supervisor hears of it so, having no task of its own in that child's life.
+        self.on_end: Callable[[Any], None] | None = None
         self.ref = ActorRef(self)
         actor._cell = self
+
+    @property
+    def mailbox(self) -> Mailbox:
+        """Made when first needed: an actor that serves a socket (rt's connections) is never
+        sent a message, and a mailbox costs ~300 bytes per connection."""
+        mailbox = self._mailbox
+        if mailbox is None:
+            actor = self.actor
+            mailbox = self._mailbox = Mailbox(
+                actor.mailbox_capacity, actor.overflow, key=self._key(), on_discard=self._discarded
+            )
+        return mailbox
+
+    def _key(self) -> Callable[[Any], Hashable] | None:
+        actor = self.actor
+        return actor.conflate_key if actor.overflow is Overflow.CONFLATE else None
 
     def _discarded(self, message: Any) -> None:
         # An ask thrown away by the overflow policy fails now rather than at its timeout.

@@ -118,3 +118,5 @@ def _end(cell: Cell, result: Exit) -> None:
         cell.system.registry.unregister(cell, result)
     finally:
         cell.done.set()  # whoever waits for this actor to end must never hang
+        if cell.on_end is not None:
+            cell.on_end(result)

@@ -88,10 +88,7 @@ class Mailbox:
         key: Callable[[Any], Hashable] | None = None,
         on_discard: Callable[[Any], None] | None = None,
     ) -> None:
-        if capacity < 1:
-            raise ValueError(f"mailbox capacity must be at least 1, got {capacity}")
-        if (overflow is Overflow.CONFLATE) != (key is not None):
-            raise ValueError("the conflate policy needs a key function, and only it takes one")
+        self.check(capacity, overflow, key)
         self.capacity = capacity
         self.overflow = overflow
         self._key = key
@@ -113,6 +110,14 @@ class Mailbox:
         #: Called on every message taken out; set only while a fault is armed, so an
         #: unarmed actor pays one attribute check per message.
         self.receive_hook: Callable[[Any], Awaitable[Any]] | None = None
+
+    @staticmethod
+    def check(capacity: int, overflow: Overflow, key: Callable[[Any], Hashable] | None) -> None:
+        """Raise ValueError unless a mailbox can be made so (before one is needed)."""
+        if capacity < 1:
+            raise ValueError(f"mailbox capacity must be at least 1, got {capacity}")
+        if (overflow is Overflow.CONFLATE) != (key is not None):
+            raise ValueError("the conflate policy needs a key function, and only it takes one")
 
     def __len__(self) -> int:
         return len(self._keyed) if self._key is not None else len(self._items)

@@ -37,6 +37,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, ClassVar, cast
 
 import tenacity
@@ -44,7 +45,7 @@ import trio
 
 from ._actor import Actor, ActorRef, ActorState, Cell, Request
 from ._errors import NameTaken, NoSuchChild, SupervisorGaveUp
-from ._lifecycle import SHUTDOWN_EXIT, Exit, ExitReason, live
+from ._lifecycle import Exit, ExitReason, live
 
 __all__ = [
     "AdoptChild",
@@ -283,7 +284,7 @@ class Supervisor(Actor):
         self._children[spec.name] = child
         return ref
 
-    def _adopt(self, spec: ChildSpec) -> Callable[[], Awaitable[None]]:
+    def _adopt(self, spec: ChildSpec) -> Callable[[], Awaitable[object]]:
         if spec.restart is not Restart.TEMPORARY:
             raise ValueError(
                 f"{spec.name!r}: only a temporary child can run in its asker's task "
@@ -295,7 +296,10 @@ class Supervisor(Actor):
         # Never made again (temporary): let the factory, and all its closure holds, go.
         child.spec = replace(spec, factory=_made_once)
         self._children[spec.name] = child
-        return lambda: self._run_adopted(child, cell)
+        # The asker awaits ``live`` itself (no frame of this supervisor's on its stack for the
+        # child's life); a failure to start, or the asker's cancellation, is raised to it.
+        cell.on_end = partial(self._adopted_ended, child, cell)
+        return partial(live, cell, child.scope)
 
     def _has(self, child: _Child) -> bool:
         return self._children.get(child.spec.name) is child
@@ -325,18 +329,10 @@ class Supervisor(Actor):
             # A control notice: bounded by the number of children, so it may pass capacity.
             self.mailbox.put_control(_ChildEnded(child, cell, result))
 
-    async def _run_adopted(self, child: _Child, cell: Cell) -> None:
-        """An adopted child's life, in the asker's task. A failure to start (or the asker's
-        cancellation) is raised to the asker; either way this supervisor forgets the child."""
-        result = SHUTDOWN_EXIT
-        try:
-            result = await live(cell, child.scope)
-        except Exception as exc:
-            result = Exit(ExitReason.CRASH, exc)
-            raise
-        finally:
-            if not child.stopping:
-                self.mailbox.put_control(_ChildEnded(child, cell, result))
+    def _adopted_ended(self, child: _Child, cell: Cell, result: Exit) -> None:
+        """An adopted child ended (in its asker's task): forget it, as for any child."""
+        if not child.stopping:
+            self.mailbox.put_control(_ChildEnded(child, cell, result))
 
     async def _stop(self, child: _Child) -> None:
         """Stop gracefully, then cancel after the child's shutdown timeout."""

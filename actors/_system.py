@@ -88,7 +88,7 @@ class ActorSystem:
 
     async def adopt(
         self, spec: ChildSpec, *, under: str = "", timeout_s: float = 5.0
-    ) -> Callable[[], Awaitable[None]]:
+    ) -> Callable[[], Awaitable[object]]:
         """``run_here`` in two steps: have the supervisor take the child on, and return what
         runs it (awaited by the caller, in its task, as ``run_here`` does). A caller that
         holds the child for long awaits it itself, one frame less on its task's stack."""
@@ -99,7 +99,7 @@ class ActorSystem:
             if isinstance(exc.__cause__, (NameTaken, ValueError)):
                 raise exc.__cause__ from None
             raise
-        return cast(Callable[[], Awaitable[None]], run)
+        return cast(Callable[[], Awaitable[object]], run)
 
     async def stop(self, path: str, *, timeout_s: float = 30.0) -> None:
         """Stop the child at ``path`` gracefully through its supervisor; it is not restarted.

@@ -192,7 +192,7 @@ class Listener(Actor):
 
     async def _take_on(
         self, request: WebSocketRequest, peer: str
-    ) -> tuple[WebSocketConnection, str, str, Callable[[], Awaitable[None]]] | None:
+    ) -> tuple[WebSocketConnection, str, str, Callable[[], Awaitable[object]]] | None:
         """Route the upgrade and have ``conns`` adopt the actor that serves it: the socket,
         what the actor is and its name (for the logs), and what runs it in the caller's task
         (which lasts the socket's life: it keeps neither the spec nor its factory). None

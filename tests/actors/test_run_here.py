@@ -11,6 +11,7 @@ from actors import (
     Actor,
     ActorSystem,
     ChildSpec,
+    MailboxClosed,
     NameTaken,
     Restart,
     Supervisor,
@@ -209,3 +210,22 @@ async def test_a_helper_runs_in_the_systems_nursery_and_inherits_the_callers_act
     assert seen == ["helped starter"]
     with pytest.raises(RuntimeError):
         system.start_helper(trio.sleep, 0)
+
+
+async def test_an_actor_with_a_bad_mailbox_fails_to_start_though_its_mailbox_is_made_later() -> (
+    None
+):
+    """A cell makes its mailbox at the first message (a socket's actor never gets one), yet
+    a mailbox the actor's settings cannot make still fails the start, not a later tell."""
+
+    class Unboxable(Worker):
+        mailbox_capacity = 0
+
+    async with open_system([ChildSpec("conns", lambda: Supervisor())]) as system:
+        with pytest.raises(ValueError, match="capacity must be at least 1"):
+            await system.run_here(temporary("c1", Unboxable), under="conns")
+        ref = await system.spawn(temporary("c2", Worker), under="conns")
+        assert await ref.ask("hello") == "hello"
+        await system.stop("conns/c2")
+        with pytest.raises(MailboxClosed):
+            ref.tell_nowait("too late")
