@@ -33,11 +33,12 @@ from .procs import (
     Fleet,
     Server,
     cpu_seconds,
+    log_problems,
     machine,
     pin_self,
 )
 from .report import best, ratios, table
-from .scaleout import SCALE_OUT, ScaleOutServer, problems
+from .scaleout import SCALE_OUT, ScaleOutServer
 from .scaleout import SCENARIOS as SCALE_OUT_SCENARIOS
 from .scenarios import SCENARIOS, Scenario
 from .servers.http_publisher import VIAS
@@ -107,7 +108,7 @@ def run_once(
             server.close()
             if isinstance(server, ScaleOutServer):
                 extra["server"] = {**server.description(), "stop": server.stop_info}
-            extra["server_log"] = problems(server.log_text())
+            extra["server_log"] = log_problems(server.log_text())
     except BenchError as exc:
         result = {"error": str(exc)}
     result.update(extra)

@@ -25,11 +25,7 @@ import trio
 
 from rt.engine import Engine, connect_engine
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from .procs import free_port
 
 
 def start_redis(

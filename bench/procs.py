@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import queue
+import re
 import resource
 import shutil
 import signal
@@ -117,6 +118,54 @@ def _tail(log: Any) -> str:
 
 def _json_ready(line: bytes) -> dict[str, Any]:
     return dict(json.loads(line))
+
+
+def free_port() -> int:
+    """A loopback port to bind for good: with port 0, a listener restarted by its supervisor
+    would come back on another port, and the clients could not find it again."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rt_ready(line: bytes) -> dict[str, Any]:
+    """``rt serve``'s ready line (``rt ready ws=... http=...``), for ``_Process``."""
+    text = line.decode(errors="replace").strip()
+    if not text.startswith("rt ready "):
+        raise ValueError(text)
+    return {"line": text}
+
+
+def rt_serve_env(shown: dict[str, str], *, secret: str, admin_token: str) -> dict[str, str]:
+    """The environment for ``rt serve``: ours without any RT_* variable, then ``shown`` (the
+    settings a result reports) and the two secrets (which it does not)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RT_")}
+    env.pop("REDIS_URL", None)
+    env.update(shown, RT_JWT_SECRET=secret, RT_ADMIN_TOKEN=admin_token)
+    return env
+
+
+def terminate(proc: subprocess.Popen[bytes], timeout_s: float) -> bool:
+    """SIGTERM, as an operator stops a server, then SIGKILL if it is still there after
+    ``timeout_s``; True when it had to be killed."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout_s)
+        return False
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+        return True
+
+
+#: What in a server's stderr a result reports: WARNING and above, tracebacks, worker restarts.
+PROBLEM = re.compile(r"\b(WARNING|ERROR|CRITICAL)\b|Traceback|exited with")
+
+
+def log_problems(text: str) -> dict[str, Any]:
+    """The lines of a server's stderr that ``PROBLEM`` finds: how many, and the first 20."""
+    lines = [line for line in text.splitlines() if PROBLEM.search(line)]
+    return {"problems": len(lines), "sample": lines[:20]}
 
 
 class _Process:

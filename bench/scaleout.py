@@ -30,24 +30,26 @@ traceback, or a worker restarted) is in each run's ``server_log``.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 from typing import Any
 
-from .engine_rate import free_port, start_redis
+from .engine_rate import start_redis
 from .procs import (
     SERVER_CORE,
     BenchError,
     Server,
     _Process,
+    free_port,
     http_publisher,
     pinned,
     rss_kb,
+    rt_ready,
+    rt_serve_env,
+    terminate,
 )
 
 #: kind -> what it is (bench/README.md has the same table).
@@ -61,7 +63,6 @@ SCALE_OUT = {
 SCENARIOS = ("s1", "s2", "s4", "s5")
 
 STOP_TIMEOUT_S = 20.0
-PROBLEM = re.compile(r"\b(WARNING|ERROR|CRITICAL)\b|Traceback|exited with")
 
 
 def every_core() -> list[str]:
@@ -69,13 +70,6 @@ def every_core() -> list[str]:
     this process is pinned to the load generator's core, and its children inherit that."""
     cores = os.cpu_count() or 1
     return ["taskset", "-c", f"0-{cores - 1}"] if shutil.which("taskset") and cores > 1 else []
-
-
-def _rt_ready(line: bytes) -> dict[str, Any]:
-    text = line.decode(errors="replace").strip()
-    if not text.startswith("rt ready "):
-        raise ValueError(text)
-    return {"line": text}
 
 
 def children(pid: int) -> list[int]:
@@ -93,12 +87,6 @@ def children(pid: int) -> list[int]:
         if ppid == pid:
             out.append(int(entry))
     return sorted(out)
-
-
-def problems(text: str) -> dict[str, Any]:
-    """The lines of a server's stderr at WARNING or above, tracebacks, worker restarts."""
-    lines = [line for line in text.splitlines() if PROBLEM.search(line)]
-    return {"problems": len(lines), "sample": lines[:20]}
 
 
 class ScaleOutServer(Server):
@@ -173,11 +161,9 @@ class ScaleOutServer(Server):
             "RT_MAX_CONNECTIONS": "100000",
             "RT_LOG_LEVEL": os.environ.get("BENCH_RT_LOG", "WARNING"),
         }
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RT_")}
-        env.pop("REDIS_URL", None)
-        env.update(self.env_shown, RT_JWT_SECRET=secret, RT_ADMIN_TOKEN=admin_token)
+        env = rt_serve_env(self.env_shown, secret=secret, admin_token=admin_token)
         argv = [*every_core(), sys.executable, "-m", "rt.cli", "serve", "--workers", str(count)]
-        self._serve = _Process(self.kind, argv, env, 60, parse=_rt_ready)
+        self._serve = _Process(self.kind, argv, env, 60, parse=rt_ready)
         self.pid = self._serve.proc.pid
         self.processes = {"rt serve": self.pid}
         if count > 1:  # the parent supervises; the workers serve
@@ -254,14 +240,7 @@ class ScaleOutServer(Server):
         """SIGTERM, as an operator stops ``rt serve`` (the parent stops its workers); SIGKILL
         to it and to each worker of ours still there after STOP_TIMEOUT_S."""
         started = time.monotonic()
-        serve.proc.send_signal(signal.SIGTERM)
-        try:
-            serve.proc.wait(timeout=STOP_TIMEOUT_S)
-            killed = False
-        except subprocess.TimeoutExpired:
-            serve.proc.kill()
-            serve.proc.wait(timeout=10)
-            killed = True
+        killed = terminate(serve.proc, STOP_TIMEOUT_S)
         left = []
         for pid in self._workers:
             try:

@@ -42,8 +42,6 @@ import json
 import os
 import queue
 import secrets
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -56,17 +54,22 @@ from typing import Any
 from .procs import (
     LOADGEN,
     LOADGEN_CORE,
-    ROOT,
     SERVER_CORE,
     BenchError,
     Fleet,
+    _Process,
     _raise_nofile,
     cpu_seconds,
+    free_port,
+    log_problems,
     machine,
     pin_self,
     pinned,
     rss_kb,
+    rt_ready,
+    rt_serve_env,
     runq_wait_seconds,
+    terminate,
 )
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -142,12 +145,6 @@ def wait_idle(limit_s: float, below_cores: float = 0.15) -> float:
             return round(busy, 3)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class RtServer:
     """``python -m rt.cli serve`` on SERVER_CORE, configured from RT_* variables only."""
 
@@ -164,75 +161,32 @@ class RtServer:
             "RT_INBOUND_BURST_MESSAGES": "1000000",
             "RT_LOG_LEVEL": os.environ.get("BENCH_RT_LOG", "WARNING"),
         }
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RT_")}
-        env.update(self.env_shown, RT_JWT_SECRET=secret, RT_ADMIN_TOKEN=admin_token)
-        logs = os.environ.get("BENCH_LOGS")
-        if logs:
-            Path(logs).mkdir(parents=True, exist_ok=True)
-            self.log: Any = open(Path(logs) / f"trading-rt-{time.strftime('%H%M%S')}.log", "w+b")
-        else:
-            self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(
-            [*pinned(SERVER_CORE), sys.executable, "-m", "rt.cli", "serve"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=self.log,
-            preexec_fn=_raise_nofile,
-        )
+        env = rt_serve_env(self.env_shown, secret=secret, admin_token=admin_token)
+        argv = [*pinned(SERVER_CORE), sys.executable, "-m", "rt.cli", "serve"]
+        self._serve = _Process("trading-rt", argv, env, timeout_s, parse=rt_ready)
+        self.proc = self._serve.proc
         self.pid = self.proc.pid  # taskset execs the server: the same pid
-        lines: queue.Queue[str] = queue.Queue()
-
-        def read() -> None:
-            assert self.proc.stdout is not None
-            for raw in self.proc.stdout:  # ends when the server exits
-                lines.put(raw.decode(errors="replace"))
-
-        threading.Thread(target=read, daemon=True).start()
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
-            except queue.Empty:
-                self.kill()
-                raise BenchError(f"rt did not start in {timeout_s} s:\n{self.log_text()}") from None
-            if line.startswith("rt ready"):
-                break
-            if time.monotonic() > deadline:
-                self.kill()
-                raise BenchError(f"rt did not say it was ready:\n{self.log_text()}")
         with open(f"/proc/{self.pid}/comm") as f:
             if f.read().strip() == "taskset":
                 raise BenchError("taskset did not exec the server")
 
-    def log_text(self) -> str:
-        self.log.flush()
-        self.log.seek(0)
-        return str(self.log.read().decode(errors="replace"))
-
     def stop(self, timeout_s: float = 15) -> dict[str, Any]:
-        """SIGTERM (a graceful stop), SIGKILL if it takes longer than ``timeout_s``."""
+        """A graceful stop (SIGKILL if it takes longer than ``timeout_s``); its stderr is
+        ``log_text()`` from then on."""
         started = time.monotonic()
         if self.proc.poll() is not None:
+            self._serve.close_log()
             return {"exited_before_stop": True, "returncode": self.proc.returncode}
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=timeout_s)
-            killed = False
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-            killed = True
+        killed = terminate(self.proc, timeout_s)
+        self._serve.close_log()
         return {
             "returncode": self.proc.returncode,
             "killed": killed,
             "stop_s": round(time.monotonic() - started, 2),
         }
 
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=10)
+    def log_text(self) -> str:
+        return self._serve.stderr
 
 
 def mint_tokens(port: int, admin_token: str, users: list[str]) -> dict[str, str]:
@@ -378,19 +332,11 @@ def run_once(args: argparse.Namespace, profile: Path | None = None) -> dict[str,
             fleet.close()
         exit_info = server.stop()
         log = server.log_text()
-        server.log.close()
     if failure is not None:
         raise BenchError(f"{failure}\nrt's stderr (last 3,000 characters):\n{log[-3000:]}")
     result["server"]["exit"] = exit_info
-    result["server"]["log"] = scan_log(log)
+    result["server"]["log"] = log_problems(log)
     return result
-
-
-def scan_log(text: str) -> dict[str, Any]:
-    """Lines of the server's stderr at WARNING or above, and any traceback."""
-    marks = (" WARNING ", " ERROR ", " CRITICAL ", "Traceback")
-    problems = [line for line in text.splitlines() if any(m in line for m in marks)]
-    return {"problems": len(problems), "sample": problems[:20]}
 
 
 def summarise(args: argparse.Namespace, **m: Any) -> dict[str, Any]:

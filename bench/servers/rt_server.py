@@ -25,7 +25,6 @@ import argparse
 import json
 import logging
 import os
-import socket
 import sys
 from typing import Any
 
@@ -36,17 +35,10 @@ from rt.dialects.predictions.publisher import EventPublisher
 from rt.server import open_server, tune_gc
 from rt.settings import Settings
 
+from ..procs import free_port
 from . import predictions_plan
 from .plan import PublishPlan
 from .trio_driver import Wakeup, drive, serve_control
-
-
-def free_port() -> int:
-    """A port to bind for good: with port 0, a listener restarted by its supervisor would
-    come back on another port, and the clients could not find it again."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def main(args: argparse.Namespace) -> None:
