@@ -351,9 +351,13 @@ class Fleet:
             raise SystemExit("bench: the load generator needs `npm ci --prefix bench/loadgen`")
 
     def __init__(self, workers: int = 1) -> None:
+        self._start("fleet.mjs", "--workers", str(workers))
+
+    def _start(self, script: str, *args: str) -> None:
+        """Run ``script`` of bench/loadgen with ``args``; wait for its hello."""
         self._log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            [*pinned(LOADGEN_CORE), "node", str(LOADGEN / "fleet.mjs"), "--workers", str(workers)],
+            [*pinned(LOADGEN_CORE), "node", str(LOADGEN / script), *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,

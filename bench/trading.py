@@ -40,25 +40,19 @@ import argparse
 import http.client
 import json
 import os
-import queue
 import secrets
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from .procs import (
-    LOADGEN,
     LOADGEN_CORE,
     SERVER_CORE,
     BenchError,
     Fleet,
     _Process,
-    _raise_nofile,
     cpu_seconds,
     free_port,
     log_problems,
@@ -220,25 +214,13 @@ class TradingFleet(Fleet):
     """bench/loadgen/trading.mjs on LOADGEN_CORE, spoken to as Fleet speaks to fleet.mjs."""
 
     def __init__(self, subscriber_workers: int, nice: int) -> None:
-        self._log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(
-            [
-                *pinned(LOADGEN_CORE),
-                "node",
-                str(LOADGEN / "trading.mjs"),
-                "--subscriber-workers",
-                str(subscriber_workers),
-                "--subscriber-nice",
-                str(nice),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            preexec_fn=_raise_nofile,
+        self._start(
+            "trading.mjs",
+            "--subscriber-workers",
+            str(subscriber_workers),
+            "--subscriber-nice",
+            str(nice),
         )
-        self._replies: queue.Queue[bytes] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-        self.pids: list[int] = self.op("hello")["pids"]
 
 
 def run_once(args: argparse.Namespace, profile: Path | None = None) -> dict[str, Any]:
