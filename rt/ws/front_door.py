@@ -13,6 +13,7 @@ a WebSocket, so that is not a path clients take.
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from typing import Any
 
 import h11
@@ -95,13 +96,18 @@ class ReplayStream(StreamWrapper):
         super().__init__(stream)
         self._replay = replay
 
-    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+    def receive_some(self, max_bytes: int | None = None) -> Coroutine[Any, Any, bytes | bytearray]:
+        # Once the replay is given back, the socket's own read: no frame of ours waits on it
+        # (a GuardedStream's wait lasts the connection's life).
         if self._replay:
-            size = len(self._replay) if max_bytes is None else max_bytes
-            data, self._replay = self._replay[:size], self._replay[size:]
-            await trio.lowlevel.checkpoint()
-            return data
-        return await self.transport.receive_some(max_bytes)  # type: ignore[no-any-return]
+            return self._replayed(max_bytes)
+        return self.transport.receive_some(max_bytes)  # type: ignore[no-any-return]
+
+    async def _replayed(self, max_bytes: int | None) -> bytes:
+        size = len(self._replay) if max_bytes is None else max_bytes
+        data, self._replay = self._replay[:size], self._replay[size:]
+        await trio.lowlevel.checkpoint()
+        return data
 
 
 class ChannelListener(trio.abc.Listener[trio.abc.Stream]):

@@ -16,7 +16,7 @@ from typing import Any
 
 import trio
 
-from rt.ws.front_door import StreamWrapper
+from rt.ws.front_door import ReplayStream
 from rt.ws.inbound import FrameGuard, GuardLimits, HeadScanner, Violation
 
 __all__ = ["GuardedListener", "GuardedStream"]
@@ -27,7 +27,7 @@ LimitsFor = Callable[[str], GuardLimits]
 LINGER_S = 2.0
 
 
-class GuardedStream(StreamWrapper):
+class GuardedStream(ReplayStream):
     """``replay``: what the front door read already (the request head), given back first.
     ``heard_at``: when the peer last sent anything (on Trio's clock), pongs included: the
     idle timeout's proof of life (rt/ws/socket_actor.py)."""
@@ -35,9 +35,8 @@ class GuardedStream(StreamWrapper):
     def __init__(
         self, stream: trio.SocketStream, limits_for: LimitsFor, *, replay: bytes = b""
     ) -> None:
-        super().__init__(stream)
+        super().__init__(stream, replay)
         self._limits_for = limits_for
-        self._replay = replay
         self.heard_at = -math.inf
         self._head: HeadScanner | None = HeadScanner()
         self._guard: FrameGuard | None = None
@@ -57,16 +56,10 @@ class GuardedStream(StreamWrapper):
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
         while self.violation is None:
-            data: bytes | bytearray
-            if self._replay:
-                size = len(self._replay) if max_bytes is None else max_bytes
-                data, self._replay = self._replay[:size], self._replay[size:]
-                await trio.lowlevel.checkpoint()
-            else:
-                data = await self.transport.receive_some(max_bytes)
-                if not data:
-                    return data
-                self.heard_at = trio.current_time()
+            data = await super().receive_some(max_bytes)
+            if not data:
+                return data
+            self.heard_at = trio.current_time()
             if self._guard is None:
                 assert self._head is not None
                 end = self._head.feed(data)
