@@ -297,7 +297,15 @@ class Cell:
             mailbox = self._mailbox = Mailbox(
                 actor.mailbox_capacity, actor.overflow, key=self._key(), on_discard=self._discarded
             )
+            if self.stop_requested.is_set() or self.state is ActorState.STOPPED:
+                mailbox.close()  # asked for once stopping (a late tell): refuses, as it would
         return mailbox
+
+    def close_mailbox(self) -> None:
+        """The actor is stopping or has ended: its mailbox refuses what comes (one never
+        made is made closed, should anybody ask for it)."""
+        if self._mailbox is not None:
+            self._mailbox.close()
 
     def _key(self) -> Callable[[Any], Hashable] | None:
         actor = self.actor
@@ -317,7 +325,7 @@ class Cell:
         if self.stop_requested.is_set():
             return
         self.stop_requested.set()
-        self.mailbox.close()
+        self.close_mailbox()
         try:
             self.actor.on_stop_requested()
         except Exception:
@@ -330,8 +338,10 @@ class Cell:
 
     def fail_pending(self, reason: BaseException | str) -> None:
         """Answer every ask left in the mailbox of an actor that has ended."""
+        if self._mailbox is None:
+            return  # never sent anything
         error = reason if isinstance(reason, BaseException) else MailboxClosed(reason)
-        for message in self.mailbox.drain():
+        for message in self._mailbox.drain():
             if type(message) is Request:
                 message.fail(error)
             else:

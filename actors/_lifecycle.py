@@ -111,7 +111,7 @@ def _announcer(cell: Cell, task_status: trio.TaskStatus[ActorRef]) -> Callable[[
 
 def _end(cell: Cell, result: Exit) -> None:
     cell.state = ActorState.STOPPED
-    cell.mailbox.close()
+    cell.close_mailbox()
     cell.system.faults.detach(cell)
     try:
         cell.fail_pending(result.error or f"{cell.path or '/'} stopped ({result.reason.value})")

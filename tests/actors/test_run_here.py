@@ -229,3 +229,23 @@ async def test_an_actor_with_a_bad_mailbox_fails_to_start_though_its_mailbox_is_
         await system.stop("conns/c2")
         with pytest.raises(MailboxClosed):
             ref.tell_nowait("too late")
+
+
+async def test_an_actor_never_sent_anything_refuses_a_tell_once_stopping_or_ended() -> None:
+    """Its mailbox was never made (nothing asked for it); made late, it is made closed."""
+
+    class Quiet(Actor):
+        async def run(self) -> None:
+            await self.stop_requested.wait()
+            await trio.sleep(0.5)  # still stopping: tells are refused already
+
+    async with open_system([ChildSpec("conns", lambda: Supervisor())]) as system:
+        ref = await system.spawn(temporary("q", Quiet), under="conns")
+        assert ref._cell._mailbox is None
+        ref._cell.request_stop()
+        with pytest.raises(MailboxClosed):
+            ref.tell_nowait("while stopping")
+        with trio.fail_after(GUARD_S):
+            await ref._cell.done.wait()
+        with pytest.raises(MailboxClosed):
+            ref.tell_nowait("after the end")
