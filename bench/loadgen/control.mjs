@@ -1,6 +1,8 @@
-// The driver's control protocol for a load generator's main process: one JSON op per line on
-// stdin (`{"op": name, ...}`), handled in order by `ops[name](op)`; one JSON reply per line on
-// stdout (`{"error": ...}` when the op threw). `onClose` runs when the driver goes away.
+// What the load generators share. The driver's control protocol for a load generator's main
+// process: one JSON op per line on stdin (`{"op": name, ...}`), handled in order by
+// `ops[name](op)`; one JSON reply per line on stdout (`{"error": ...}` when the op threw).
+// `onClose` runs when the driver goes away. And how a client's connection reports, once,
+// whether it became ready.
 
 import { createInterface } from 'node:readline';
 
@@ -20,4 +22,18 @@ export function serveOps(ops, onClose) {
     });
   });
   rl.on('close', onClose);
+}
+
+// Arm `c.onReady` to report the client's first outcome (ready or not) to `onSettled`, once;
+// returns the function that settles it, for the paths that fail it (a close, a refusal).
+export function settleOnce(c, onSettled) {
+  let settled = false;
+  const settle = (ok) => {
+    if (settled) return;
+    settled = true;
+    c.onReady = null;
+    onSettled(ok);
+  };
+  c.onReady = settle;
+  return settle;
 }

@@ -53,7 +53,7 @@ import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
-import { serveOps } from './control.mjs';
+import { serveOps, settleOnce } from './control.mjs';
 
 const ORIGIN_US = Number(process.hrtime.bigint() / 1000n) - performance.now() * 1000;
 const nowUs = () => ORIGIN_US + performance.now() * 1000;
@@ -206,14 +206,7 @@ function worker() {
   }
 
   function open(c, url, first, onSettled) {
-    let settled = false;
-    const settle = (ok) => {
-      if (settled) return;
-      settled = true;
-      c.onReady = null;
-      onSettled(ok);
-    };
-    c.onReady = settle;
+    const settle = settleOnce(c, onSettled);
     c.closing = false;
     const ws = new WebSocket((c.url || url) + encodeURIComponent(c.token || 'none'), WS_OPTIONS);
     c.ws = ws;

@@ -54,7 +54,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import zlib from 'node:zlib';
 import WebSocket from 'ws';
-import { serveOps } from './control.mjs';
+import { serveOps, settleOnce } from './control.mjs';
 
 const WS_OPTIONS = { perMessageDeflate: false, handshakeTimeout: 15000 };
 // Subscribers that read messages with lightParse (ASCII JSON) skip ws's UTF-8 check too.
@@ -411,14 +411,7 @@ function worker(role) {
   // -- connections
 
   function open(c, url, onSettled) {
-    let settled = false;
-    const settle = (ok) => {
-      if (settled) return;
-      settled = true;
-      c.onReady = null;
-      onSettled(ok);
-    };
-    c.onReady = settle;
+    const settle = settleOnce(c, onSettled);
     const ws = new WebSocket(`${url}?user_id=${encodeURIComponent(c.user)}`, c.light ? LIGHT_OPTIONS : WS_OPTIONS);
     c.ws = ws;
     ws.on('open', () => send(c, { type: 'auth', user_id: c.user, token: c.token }));
